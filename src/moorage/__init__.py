@@ -1,0 +1,3 @@
+"""moorage: self-hosted, SageMaker-compatible hosting for PyTorch models."""
+
+__version__ = "0.1.0"

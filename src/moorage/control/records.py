@@ -1,0 +1,135 @@
+"""The control plane's records: frozen dataclasses, one per thing SageMaker lets you create.
+
+These are the only shapes that cross from the control plane (store, operations) to the reconciler
+that starts instances. `request` fields keep the caller's JSON exactly as accepted, because Describe*
+echoes it back (SageMaker returns what you sent, plus server-side fields).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "ContainerSpec",
+    "Deployment",
+    "EndpointConfigRecord",
+    "EndpointRecord",
+    "EndpointStatus",
+    "ModelRecord",
+    "VariantSpec",
+    "VariantState",
+]
+
+JsonObject = dict[str, Any]
+
+
+class EndpointStatus(StrEnum):
+    """SageMaker's EndpointStatus values that moorage uses (spec §3.4)."""
+
+    CREATING = "Creating"  # CreateEndpoint accepted; instances are starting; no traffic yet
+    IN_SERVICE = "InService"  # every instance of the deployment passed /ping; traffic flows
+    UPDATING = "Updating"  # old deployment serves while the new one starts (blue/green) or scales
+    DELETING = "Deleting"  # no new traffic; requests in flight finish; then the record goes
+    FAILED = "Failed"  # could not start; FailureReason says why; only DeleteEndpoint is allowed
+
+    @property
+    def in_progress(self) -> bool:
+        """SageMaker refuses Update/Delete while an endpoint is in one of these (must-match 3)."""
+        return self in (EndpointStatus.CREATING, EndpointStatus.UPDATING)
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One container of a model: where its artifact is and which environment it runs with."""
+
+    image: str | None
+    model_data_url: str | None  # s3://, https://, http://, file:// or a local path
+    # ModelDataSource.S3DataSource: {"S3Uri", "S3DataType": S3Object|S3Prefix, "CompressionType": Gzip|None,
+    # "ETag"?}; moorage also reads an optional "Sha256" pin here.
+    model_data_source: JsonObject | None
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    name: str
+    arn: str
+    creation_time: float  # epoch seconds
+    container: ContainerSpec  # PrimaryContainer, or Containers[0]
+    request: JsonObject  # CreateModel input as accepted (Describe echoes it)
+
+
+@dataclass(frozen=True)
+class EndpointConfigRecord:
+    name: str
+    arn: str
+    creation_time: float
+    request: JsonObject  # CreateEndpointConfig input as accepted
+
+    @property
+    def production_variants(self) -> list[JsonObject]:
+        variants: list[JsonObject] = self.request["ProductionVariants"]
+        return variants
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One production variant with its model resolved, frozen at CreateEndpoint/UpdateEndpoint time.
+
+    SageMaker copies the configuration when an endpoint is deployed: deleting the endpoint config or
+    the model later does not touch a running endpoint, and neither does it here.
+    """
+
+    variant_name: str
+    model_name: str
+    container: ContainerSpec
+    instance_type: str
+    instance_count: int
+    weight: float
+    startup_timeout_s: float | None = None  # ContainerStartupHealthCheckTimeoutInSeconds
+    download_timeout_s: float | None = None  # ModelDataDownloadTimeoutInSeconds
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What an endpoint runs: the config it came from and its variants."""
+
+    config_name: str
+    variants: tuple[VariantSpec, ...]
+
+
+@dataclass(frozen=True)
+class VariantState:
+    """DescribeEndpoint's ProductionVariantSummary counters for one variant."""
+
+    variant_name: str
+    current_weight: float
+    desired_weight: float
+    current_instance_count: int
+    desired_instance_count: int
+
+
+@dataclass(frozen=True)
+class EndpointRecord:
+    name: str
+    arn: str
+    status: EndpointStatus
+    creation_time: float
+    last_modified_time: float
+    # What serves traffic now (None while Creating: `pending` holds what is being created).
+    deployment: Deployment | None
+    # What is being rolled out: the deployment being created (Creating) or replacing `deployment`
+    # (Updating). None when nothing is in progress.
+    pending: Deployment | None
+    variants: tuple[VariantState, ...] = ()
+    failure_reason: str | None = None
+    tags: tuple[JsonObject, ...] = ()
+
+    @property
+    def config_name(self) -> str | None:
+        """EndpointConfigName as DescribeEndpoint reports it: the serving config, else the one creating."""
+        if self.deployment is not None:
+            return self.deployment.config_name
+        return self.pending.config_name if self.pending is not None else None

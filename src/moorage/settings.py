@@ -1,0 +1,308 @@
+"""Every knob moorage reads, with its default, in one file.
+
+Two objects, both frozen and both built from an environment that the caller passes in (nothing here
+reads `os.environ` at import):
+
+- `Settings`: the server's own configuration: command-line flags first, then `MOORAGE_*` variables.
+- `ContainerConfig`: what a model's container environment asks of the model server. These are the
+  `SAGEMAKER_*` variables that SageMaker's PyTorch serving stack honours, read from the model's
+  `Environment` (or from the process environment for `moorage serve-model`).
+
+A bad value raises `ConfigError` naming the variable, so a typo fails at start, not at first request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from moorage.errors import ConfigError
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "ArtifactPolicy",
+    "ContainerConfig",
+    "HttpLimits",
+    "Settings",
+    "WorkerSettings",
+    "env_bool",
+    "env_float",
+    "env_int",
+]
+
+# InvokeEndpoint's BodyBlob maximum in botocore's model, for requests and responses alike (spec §4.3).
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+
+BackendName = Literal["local", "ray"]
+AuthMode = Literal["none", "sigv4"]
+
+
+def env_int(environ: Mapping[str, str], name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def env_float(environ: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} must be true or false")
+
+
+def _env_list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = environ.get(name, "")
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """What one connection may cost the server before it is cut off (slow clients, floods)."""
+
+    max_request_bytes: int = MAX_PAYLOAD_BYTES
+    max_header_bytes: int = 64 * 1024
+    header_timeout_s: float = 10.0  # first byte of a request → end of its headers
+    body_idle_timeout_s: float = 10.0  # longest silence while a body is arriving
+    body_min_rate_bps: int = 64 * 1024  # slower bodies are cut off (after the idle allowance)
+    keepalive_timeout_s: float = 20.0
+    max_connections: int = 1024
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> HttpLimits:
+        return cls(
+            header_timeout_s=env_float(environ, "MOORAGE_HEADER_TIMEOUT", 10.0, minimum=0.1),
+            body_idle_timeout_s=env_float(environ, "MOORAGE_BODY_IDLE_TIMEOUT", 10.0, minimum=0.1),
+            keepalive_timeout_s=env_float(environ, "MOORAGE_KEEPALIVE_TIMEOUT", 20.0, minimum=0.1),
+            max_connections=env_int(environ, "MOORAGE_MAX_CONNECTIONS", 1024, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How worker processes are started, fed and stopped."""
+
+    # "fork": workers are forked from a warm process that has already imported torch (fast, shares
+    # memory); "spawn": each worker is a fresh interpreter (slower; for platforms without fork).
+    start_method: Literal["fork", "spawn"] = "fork"
+    # Imported once by the fork server so that every worker starts with them already loaded.
+    preload: tuple[str, ...] = ("numpy", "torch", "torchvision", "PIL.Image", "requests")
+    # SageMaker's NPY decoder unpickles object arrays; moorage refuses unless this is turned on.
+    npy_allow_pickle: bool = False
+    # SageMaker puts the handler's traceback in the error body; moorage logs it instead unless asked.
+    tracebacks_in_errors: bool = False
+    drain_grace_s: float = 30.0  # SageMaker: SIGTERM, then SIGKILL 30 s later
+    startup_timeout_s: float = 600.0  # model_fn must return within this (ContainerStartupHealthCheck...)
+    ping_interval_s: float = 5.0  # idle workers are pinged this often ...
+    ping_timeout_s: float = 2.0  # ... and replaced if they do not answer within this
+    max_queue_per_variant: int = 256  # requests waiting for a free worker, beyond → ThrottlingException
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> WorkerSettings:
+        method = environ.get("MOORAGE_WORKER_START", "fork")
+        if method not in ("fork", "spawn"):
+            raise ConfigError(f"MOORAGE_WORKER_START={method!r} must be fork or spawn")
+        preload = _env_list(environ, "MOORAGE_PRELOAD") or cls.preload
+        return cls(
+            start_method="fork" if method == "fork" else "spawn",
+            preload=preload,
+            npy_allow_pickle=env_bool(environ, "MOORAGE_NPY_ALLOW_PICKLE", False),
+            tracebacks_in_errors=env_bool(environ, "MOORAGE_TRACEBACKS_IN_ERRORS", False),
+            drain_grace_s=env_float(environ, "MOORAGE_DRAIN_GRACE", 30.0),
+            startup_timeout_s=env_float(environ, "MOORAGE_STARTUP_TIMEOUT", 600.0, minimum=1.0),
+            ping_interval_s=env_float(environ, "MOORAGE_PING_INTERVAL", 5.0, minimum=0.05),
+            ping_timeout_s=env_float(environ, "MOORAGE_PING_TIMEOUT", 2.0, minimum=0.05),
+            max_queue_per_variant=env_int(environ, "MOORAGE_MAX_QUEUE", 256, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
+class ArtifactPolicy:
+    """Which model sources may be fetched, and how much they may cost (the security boundary)."""
+
+    max_download_bytes: int = 20 * 1024**3
+    max_extracted_bytes: int = 50 * 1024**3
+    max_members: int = 100_000
+    # Empty means "any": the laptop default while auth is off and the server listens on loopback.
+    allowed_file_roots: tuple[str, ...] = ()
+    allowed_s3_buckets: tuple[str, ...] = ()
+    allowed_http_hosts: tuple[str, ...] = ()
+    # http(s) sources that resolve to loopback, private, link-local or metadata addresses are refused
+    # unless the host is in allowed_http_hosts.
+    block_private_addresses: bool = True
+    allow_file_sources: bool = True
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> ArtifactPolicy:
+        return cls(
+            max_download_bytes=env_int(environ, "MOORAGE_MAX_ARTIFACT_BYTES", cls.max_download_bytes, minimum=1),
+            max_extracted_bytes=env_int(
+                environ, "MOORAGE_MAX_EXTRACTED_BYTES", cls.max_extracted_bytes, minimum=1
+            ),
+            max_members=env_int(environ, "MOORAGE_MAX_ARCHIVE_MEMBERS", cls.max_members, minimum=1),
+            allowed_file_roots=_env_list(environ, "MOORAGE_ALLOWED_FILE_ROOTS"),
+            allowed_s3_buckets=_env_list(environ, "MOORAGE_ALLOWED_S3_BUCKETS"),
+            allowed_http_hosts=_env_list(environ, "MOORAGE_ALLOWED_HTTP_HOSTS"),
+            block_private_addresses=env_bool(environ, "MOORAGE_BLOCK_PRIVATE_ADDRESSES", True),
+            allow_file_sources=env_bool(environ, "MOORAGE_ALLOW_FILE_SOURCES", True),
+        )
+
+
+def _default_data_dir(environ: Mapping[str, str]) -> Path:
+    explicit = environ.get("MOORAGE_DATA_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "moorage"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The server's configuration, built once in `cli.py` and passed down."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    s3_port: int | None = 9000
+    backend: BackendName = "local"
+    ray_address: str | None = None
+    auth: AuthMode = "none"
+    allow_public_bind: bool = False
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    cpu_count: int = field(default_factory=lambda: os.cpu_count() or 1)
+    http: HttpLimits = field(default_factory=HttpLimits)
+    workers: WorkerSettings = field(default_factory=WorkerSettings)
+    artifacts: ArtifactPolicy = field(default_factory=ArtifactPolicy)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], **flags: object) -> Settings:
+        """Defaults ← MOORAGE_* / AWS_* variables ← explicit flags (flags given as None are ignored)."""
+        region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        account = environ.get("MOORAGE_ACCOUNT_ID", "000000000000")
+        if not (len(account) == 12 and account.isdigit()):
+            raise ConfigError(f"MOORAGE_ACCOUNT_ID={account!r} must be 12 digits, like an AWS account id")
+        backend = environ.get("MOORAGE_BACKEND", "local")
+        auth = environ.get("MOORAGE_AUTH", "none")
+        s3_port: int | None = env_int(environ, "MOORAGE_S3_PORT", 9000, minimum=0)
+        settings = cls(
+            data_dir=_default_data_dir(environ),
+            host=environ.get("MOORAGE_HOST", "127.0.0.1"),
+            port=env_int(environ, "MOORAGE_PORT", 8080, minimum=0),
+            s3_port=s3_port,
+            backend=_check_choice("MOORAGE_BACKEND", backend, ("local", "ray")),  # type: ignore[arg-type]
+            ray_address=environ.get("MOORAGE_RAY_ADDRESS") or None,
+            auth=_check_choice("MOORAGE_AUTH", auth, ("none", "sigv4")),  # type: ignore[arg-type]
+            allow_public_bind=env_bool(environ, "MOORAGE_ALLOW_PUBLIC_BIND", False),
+            region=region,
+            account_id=account,
+            cpu_count=env_int(environ, "MOORAGE_CPUS", os.cpu_count() or 1, minimum=1),
+            http=HttpLimits.from_environ(environ),
+            workers=WorkerSettings.from_environ(environ),
+            artifacts=ArtifactPolicy.from_environ(environ),
+        )
+        given = {name: value for name, value in flags.items() if value is not None}
+        if "data_dir" in given:
+            given["data_dir"] = Path(str(given["data_dir"])).expanduser()
+        if "backend" in given:
+            _check_choice("--backend", str(given["backend"]), ("local", "ray"))
+        if "auth" in given:
+            _check_choice("--auth", str(given["auth"]), ("none", "sigv4"))
+        return replace(settings, **given)  # type: ignore[arg-type]
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "state.sqlite3"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def s3_dir(self) -> Path:
+        return self.data_dir / "s3"
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of: {', '.join(choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """The model server settings a SageMaker PyTorch container reads from its environment (spec §2.2).
+
+    Deviation, on purpose: SAGEMAKER_MODEL_SERVER_TIMEOUT is honoured. The 2.0.25 toolkit loses it to
+    a missing newline in its TorchServe config and falls back to 120 s (docs/compatibility.md).
+    """
+
+    program: str = "inference"  # module name: SAGEMAKER_PROGRAM without ".py"
+    default_accept: str = "application/json"
+    workers: int | None = None  # None: one per GPU, else one per vCPU of the instance
+    timeout_s: float = 60.0
+    batch_size: int = 1
+    max_batch_delay_ms: float = 100.0
+    submit_directory: str | None = None  # legacy layout: where inference.py comes from
+    torch_threads: int | None = None  # None: adaptive (see runtime.cpu); else fixed per worker
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> ContainerConfig:
+        program = env.get("SAGEMAKER_PROGRAM", "inference.py").strip() or "inference.py"
+        if program.endswith(".py"):
+            program = program[: -len(".py")]
+        workers_raw = env.get("SAGEMAKER_MODEL_SERVER_WORKERS")
+        workers = (
+            env_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", 1, minimum=1) if workers_raw else None
+        )
+        if workers is None and env.get("SAGEMAKER_TS_MIN_WORKERS"):
+            workers = env_int(env, "SAGEMAKER_TS_MIN_WORKERS", 1, minimum=1)
+        timeout = env_float(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0, minimum=0.001)
+        if env.get("SAGEMAKER_TS_RESPONSE_TIMEOUT"):
+            timeout = env_float(env, "SAGEMAKER_TS_RESPONSE_TIMEOUT", timeout, minimum=0.001)
+        threads: int | None = None
+        if env.get("MOORAGE_TORCH_THREADS"):
+            threads = env_int(env, "MOORAGE_TORCH_THREADS", 1, minimum=1)
+        elif env.get("OMP_NUM_THREADS"):
+            threads = env_int(env, "OMP_NUM_THREADS", 1, minimum=1)
+        return cls(
+            program=program,
+            default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json",
+            workers=workers,
+            timeout_s=timeout,
+            batch_size=env_int(env, "SAGEMAKER_TS_BATCH_SIZE", 1, minimum=1),
+            max_batch_delay_ms=env_float(env, "SAGEMAKER_TS_MAX_BATCH_DELAY", 100.0),
+            submit_directory=env.get("SAGEMAKER_SUBMIT_DIRECTORY") or None,
+            torch_threads=threads,
+        )
