@@ -1,0 +1,145 @@
+"""The PyTorch toolkit's default model_fn, input_fn, predict_fn and output_fn (spec §1.6, §2.8).
+
+They run whenever the user module leaves one out (or there is no user module). Each has exactly the
+toolkit's positional parameters, so the loader calls them by the same parameter-count rule as user
+functions. Deviations, on purpose:
+- model files are found relative to model_dir rather than the working directory (the toolkit's
+  bare-filename check only works because TorchServe starts workers in the model directory), and the
+  candidates in the "Exactly one" message are sorted (the toolkit lists them in directory order);
+- NPZ and pickled NPY follow `codecs` (densified; pickle only when allowed);
+- CSV whose columns mix integers and decimals (a record array from np.genfromtxt(dtype=None)) is
+  flattened to numbers; SageMaker's default input_fn fails on it;
+- predict_fn casts a floating input to the model's floating dtype, so the SDK's NumpySerializer
+  (float64) works with a float32 model instead of failing "expected Float but found Double";
+- predict_fn moves the model and calls eval() only when needed: both are no-ops after the default
+  model_fn, yet cost milliseconds per request on a large model.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.lib import recfunctions
+
+from moorage.handler import codecs, content_types
+from moorage.handler.toolkit_errors import ModelLoadError, UnsupportedFormatError
+
+__all__ = ["DEFAULT_MODEL_FILENAME", "DefaultHandlers", "default_device"]
+
+DEFAULT_MODEL_FILENAME = "model.pt"
+_MODEL_EXTENSIONS = (".pt", ".pth")
+
+
+@functools.cache
+def default_device() -> torch.device:
+    """The toolkit's device: the bare `cuda` (GPU 0 of what the worker sees), else the CPU.
+
+    Read once per process (the toolkit asks on every call): a worker's devices do not change.
+    """
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class DefaultHandlers:
+    """The four defaults, bound to the one setting that changes them (pickle in NPY requests)."""
+
+    npy_allow_pickle: bool = False
+
+    def model_fn(self, model_dir: str) -> Any:
+        """Load `model.pt`, or the only *.pt / *.pth file at the top of model_dir, as TorchScript."""
+        device = default_device()
+        model_path = os.path.join(model_dir, DEFAULT_MODEL_FILENAME)
+        if not os.path.exists(model_path):
+            candidates = sorted(name for name in os.listdir(model_dir) if _is_model_file(model_dir, name))
+            if len(candidates) != 1:
+                raise ValueError(f"Exactly one .pth or .pt file is required for PyTorch models: {candidates}")
+            model_path = os.path.join(model_dir, candidates[0])
+        try:
+            with warnings.catch_warnings():
+                # TorchScript is deprecated upstream, but it is the format SageMaker's default
+                # model_fn accepts; the warning would only tell users what they cannot change.
+                warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated")
+                model = torch.jit.load(model_path, map_location=device)  # type: ignore[no-untyped-call]
+        except RuntimeError as exc:
+            raise ModelLoadError(
+                f"Failed to load {model_path}. Please ensure model is saved using torchscript."
+            ) from exc
+        return model.to(device)
+
+    def input_fn(self, input_data: bytes | str, content_type: str | None) -> torch.Tensor:
+        """JSON and CSV become float32 tensors; NPY (and NPZ) keep their dtype."""
+        array = codecs.decode(input_data, content_type, allow_pickle=self.npy_allow_pickle)
+        if array.dtype.names is not None:
+            # CSV whose columns mix ints and floats decodes to a record array, which SageMaker's
+            # default input_fn then fails to convert; flatten it to plain numbers instead.
+            array = recfunctions.structured_to_unstructured(array, dtype=np.float64)
+        if content_type in content_types.UTF8_TYPES:
+            tensor = torch.as_tensor(array, dtype=torch.float32)
+        else:
+            tensor = torch.from_numpy(array)
+        return tensor.to(default_device())
+
+    def predict_fn(self, data: torch.Tensor, model: Any) -> Any:
+        """Run the model on the data without autograd, in eval mode, on the default device."""
+        device = default_device()
+        with torch.no_grad():
+            if isinstance(model, torch.nn.Module):
+                model, dtype = _prepared(model, device)
+                if (
+                    isinstance(data, torch.Tensor)
+                    and data.is_floating_point()
+                    and dtype not in (None, data.dtype)
+                ):
+                    data = data.to(dtype)
+            return model(data.to(device))
+
+    def output_fn(self, prediction: Any, accept: str) -> bytes | str:
+        """Encode for the first Accept entry with an encoder; the body only, never a tuple."""
+        if type(prediction) is torch.Tensor:
+            prediction = prediction.detach().cpu().numpy().tolist()
+        for entry in content_types.accept_entries(accept):
+            if entry in codecs.ENCODABLE_TYPES:
+                encoded = codecs.encode(prediction, entry)
+                if entry == content_types.CSV and isinstance(encoded, str):
+                    return encoded.encode("utf-8")
+                return encoded
+        raise UnsupportedFormatError(accept)
+
+
+def _is_model_file(model_dir: str, name: str) -> bool:
+    path = os.path.join(model_dir, name)
+    return os.path.isfile(path) and os.path.splitext(name)[1] in _MODEL_EXTENSIONS
+
+
+def _prepared(model: torch.nn.Module, device: torch.device) -> tuple[torch.nn.Module, torch.dtype | None]:
+    """The toolkit calls model.to(device) and model.eval() on every request; skip them when no-ops.
+
+    Also returns the dtype of the first floating parameter or buffer, found in the same single pass.
+    """
+    first_device: torch.device | None = None
+    floating: torch.dtype | None = None
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        first_device = first_device or tensor.device
+        if tensor.is_floating_point():
+            floating = tensor.dtype
+            break
+    if first_device is not None and not _same_device(first_device, device):
+        model = model.to(device)
+    if model.training:
+        model.eval()
+    return model, floating
+
+
+def _same_device(actual: torch.device, wanted: torch.device) -> bool:
+    if actual.type != wanted.type:
+        return False
+    if wanted.index is None and wanted.type == "cuda":
+        return actual.index == torch.cuda.current_device()
+    return wanted.index is None or actual.index == wanted.index
