@@ -3,3 +3,7 @@
 Plain blocking code, so that it runs the same in the server's threads and inside a Ray actor.
 No torch, no HTTP server.
 """
+
+from moorage.artifacts.prepare import ModelSource, PreparedModel, ProgressCallback, prepare_model
+
+__all__ = ["ModelSource", "PreparedModel", "ProgressCallback", "prepare_model"]

@@ -1,0 +1,390 @@
+"""Model data URL → a verified, extracted model directory: what SageMaker does before a container starts.
+
+SageMaker downloads ModelDataUrl, extracts it into /opt/ml/model, and the toolkit pip-installs
+code/requirements.txt (spec §1.1–1.5). `prepare_model` does the same into the content-addressed
+cache: fetch (sources), check the pins before anything is extracted, extract (extract), install
+requirements (requirements). A second prepare of an unchanged source downloads and extracts
+nothing: an S3 object is known by its ETag, a local file by path+size+mtime, an http(s) URL by
+its strong ETag (asked with If-None-Match).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from moorage.artifacts.cache import ArtifactCache
+from moorage.artifacts.extract import TreeWriter, extract_archive, tree_digest
+from moorage.artifacts.requirements import install_requirements
+from moorage.artifacts.sources import (
+    ByteSink,
+    Deadline,
+    FileDownload,
+    Location,
+    ProgressCallback,
+    S3Objects,
+    display_url,
+    fetch_http,
+    format_bytes,
+    parse_location,
+    read_local_file,
+    resolve_local_path,
+)
+from moorage.errors import ArtifactError, ArtifactSourceError, IntegrityError
+from moorage.settings import ArtifactPolicy
+
+__all__ = ["DEFAULT_TIMEOUT_S", "ModelSource", "PreparedModel", "ProgressCallback", "prepare_model"]
+
+DEFAULT_TIMEOUT_S = 600.0
+# The SDK sets SAGEMAKER_SUBMIT_DIRECTORY to this for the current layout; no toolkit reads it (spec §1.3).
+_INFORMATIONAL_SUBMIT_DIRECTORY = "/opt/ml/model/code"
+
+_logger = logging.getLogger("moorage.artifacts")
+
+
+def _log_to_logger(line: str) -> None:
+    _logger.info("%s", line)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's data comes from, and what it must hash to."""
+
+    url: str  # s3://bucket/key, https://..., http://..., file:///abs/path, or a local path
+    # "prefix": ModelDataSource S3Prefix with CompressionType None: every object under the prefix
+    # becomes a file, no extraction.
+    kind: Literal["archive", "prefix"] = "archive"
+    etag: str | None = None  # S3 ETag pin (ModelDataSource.S3DataSource.ETag); quotes are ignored
+    sha256: str | None = None  # hex pin: of the archive, or of the tree manifest for a prefix/directory
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    model_dir: Path  # what /opt/ml/model would be
+    code_dir: Path | None  # model_dir/code if present, else the legacy submit directory, else None
+    deps_dir: Path | None  # where code/requirements.txt was installed; None when there is none
+    digest: str  # "sha256:<hex>" (archive), "tree:<hex>" (S3 prefix) or "dir:<path>" (in place)
+
+
+def prepare_model(
+    source: ModelSource,
+    *,
+    submit_directory: str | None,
+    cache_dir: Path,
+    policy: ArtifactPolicy,
+    s3_endpoint_url: str | None = None,
+    log: Callable[[str], None] = _log_to_logger,
+    progress: ProgressCallback | None = None,
+    timeout_s: float | None = None,
+) -> PreparedModel:
+    """Fetch, verify and extract `source` (and a legacy submit directory), then install requirements.
+
+    `timeout_s` bounds each fetch, retries included, and the pip run. Raises ArtifactSourceError,
+    IntegrityError, UnsafeArchiveError, RequirementsError or ArtifactError (local disk trouble).
+    """
+    limit_s = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
+    cache = ArtifactCache(cache_dir)
+    trees = _Trees(
+        cache, policy, s3_endpoint_url=s3_endpoint_url, log=log, progress=progress, timeout_s=limit_s
+    )
+    model_dir, digest = trees.prepare(source, Deadline(limit_s))
+    code_dir = model_dir / "code" if (model_dir / "code").is_dir() else None
+    legacy = (submit_directory or "").strip()
+    if legacy and legacy.rstrip("/") != _INFORMATIONAL_SUBMIT_DIRECTORY:
+        if code_dir is not None:
+            log(
+                f"SAGEMAKER_SUBMIT_DIRECTORY={display_url(legacy)} is not used: "
+                "the model has a code/ directory"
+            )
+        else:
+            # The pre-1.2 layout: handler code lives in a separate sourcedir.tar.gz (spec §1.4).
+            code_dir, _ = trees.prepare(ModelSource(legacy), Deadline(limit_s))
+            log(f"using the handler code from SAGEMAKER_SUBMIT_DIRECTORY={display_url(legacy)}")
+    deps_dir = None
+    if code_dir is not None and (code_dir / "requirements.txt").is_file():
+        deps_dir = install_requirements(
+            code_dir / "requirements.txt", cache=cache, log=log, timeout_s=limit_s
+        )
+    return PreparedModel(model_dir=model_dir, code_dir=code_dir, deps_dir=deps_dir, digest=digest)
+
+
+class _Trees:
+    """Turns one ModelSource into a directory in the cache (or a local directory used in place)."""
+
+    def __init__(
+        self,
+        cache: ArtifactCache,
+        policy: ArtifactPolicy,
+        *,
+        s3_endpoint_url: str | None,
+        log: Callable[[str], None],
+        progress: ProgressCallback | None,
+        timeout_s: float,
+    ) -> None:
+        self._cache = cache
+        self._timeout_s = timeout_s
+        self._policy = policy
+        self._s3_endpoint_url = s3_endpoint_url
+        self._s3_client: S3Objects | None = None
+        self._log = log
+        self._progress = progress
+
+    def prepare(self, source: ModelSource, deadline: Deadline) -> tuple[Path, str]:
+        location = parse_location(source.url)
+        if source.kind == "prefix" and location.scheme != "s3":
+            raise ArtifactSourceError(
+                f"uncompressed (S3Prefix) model data needs an s3:// URL, not {source.url!r}"
+            )
+        if source.etag and (location.scheme != "s3" or source.kind == "prefix"):
+            raise ArtifactSourceError(
+                f"an ETag pin applies to one s3:// object only, not to {source.url!r}; "
+                "pin other model data with its sha256"
+            )
+        try:
+            if location.scheme == "s3":
+                self._check_bucket(location)
+                if source.kind == "prefix":
+                    return self._s3_prefix(location, source, deadline)
+                return self._s3_object(location, source, deadline)
+            if location.scheme == "http":
+                return self._http(location, source, deadline)
+            path = resolve_local_path(location, self._policy)
+            if path.is_dir():
+                return self._directory(path, source)
+            return self._local_file(path, source, deadline)
+        except OSError as exc:
+            raise ArtifactError(
+                f"could not prepare {display_url(source.url)} in {self._cache.root}: {exc.strerror or exc}"
+            ) from exc
+
+    # --- one function per kind of source ---------------------------------------------------------
+
+    def _directory(self, path: Path, source: ModelSource) -> tuple[Path, str]:
+        if source.sha256:
+            self._check_sha256(source, tree_digest(path), str(path))
+        self._log(f"using the model directory {path} in place")
+        return path, f"dir:{path}"
+
+    def _local_file(self, path: Path, source: ModelSource, deadline: Deadline) -> tuple[Path, str]:
+        stat = path.stat()
+        identity = f"file\0{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ino}"
+
+        def fill(sink: ByteSink) -> None:
+            read_local_file(path, sink, limit=self._policy.max_download_bytes, deadline=deadline)
+            after = path.stat()
+            if (after.st_size, after.st_mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+                raise ArtifactSourceError(f"{path} changed while it was being read; prepare it again")
+
+        return self._archive(identity, str(path), source, fill)
+
+    def _s3_object(self, location: Location, source: ModelSource, deadline: Deadline) -> tuple[Path, str]:
+        url = f"s3://{location.bucket}/{location.key}"
+        if not location.key or location.key.endswith("/"):
+            raise ArtifactSourceError(f"{url} does not name an object: use s3://bucket/path/model.tar.gz")
+        store = self._s3()
+        head = store.head(location.bucket, location.key, deadline=deadline)
+        pinned = (source.etag or "").strip().strip('"')
+        if pinned and pinned != head.etag.strip('"'):
+            raise IntegrityError(
+                f"checksum mismatch for {url}: its ETag is {head.etag}, but the model pins ETag "
+                f"{pinned}; nothing was downloaded or extracted"
+            )
+        identity = f"s3\0{store.endpoint}\0{location.bucket}\0{location.key}\0{head.etag}"
+
+        def fill(sink: ByteSink) -> None:
+            store.download(
+                location.bucket, head, sink, limit=self._policy.max_download_bytes, deadline=deadline
+            )
+
+        return self._archive(identity, url, source, fill)
+
+    def _http(self, location: Location, source: ModelSource, deadline: Deadline) -> tuple[Path, str]:
+        shown = display_url(location.url)
+        identity = f"http\0{location.url}"
+        with self._cache.lock(identity):
+            known_etag, known_digest = self._http_note(identity)
+            with self._cache.workspace() as work:
+                self._log(f"fetching {shown}")
+                with FileDownload(
+                    work / "archive",
+                    limit=self._policy.max_download_bytes,
+                    url=shown,
+                    progress=self._progress,
+                ) as download:
+                    started = time.monotonic()
+                    outcome = fetch_http(
+                        location.url,
+                        download,
+                        policy=self._policy,
+                        deadline=deadline,
+                        known_etag=known_etag,
+                        log=self._log,
+                    )
+                if outcome.not_modified and known_digest is not None:
+                    self._check_sha256(source, known_digest.partition(":")[2], shown)
+                    self._log(
+                        f"{shown} is unchanged (ETag {known_etag}): nothing to download, using {known_digest}"
+                    )
+                    return self._cache.model_path(known_digest), known_digest
+                self._log(_downloaded(shown, download.size, started))
+                digest = self._verify_and_extract(download, work, shown, source)
+                if outcome.etag:
+                    self._cache.write_note(identity, f"{outcome.etag}\n{digest}")
+        return self._cache.model_path(digest), digest
+
+    def _s3_prefix(self, location: Location, source: ModelSource, deadline: Deadline) -> tuple[Path, str]:
+        prefix = location.key if not location.key or location.key.endswith("/") else f"{location.key}/"
+        url = f"s3://{location.bucket}/{prefix}"
+        store = self._s3()
+        objects = store.list_prefix(
+            location.bucket, prefix, deadline=deadline, max_objects=self._policy.max_members
+        )
+        if not objects:
+            raise ArtifactSourceError(f"{url} holds no objects")
+        listing = hashlib.sha256(
+            "".join(f"{o.key}\0{o.etag}\0{o.size}\n" for o in objects).encode()
+        ).hexdigest()
+        identity = f"s3prefix\0{store.endpoint}\0{location.bucket}\0{prefix}\0{listing}"
+        with self._cache.lock(identity):
+            digest = self._known(identity)
+            if digest is not None:
+                self._check_sha256(source, digest.partition(":")[2], url)
+                self._log(f"{url} is unchanged since it was prepared as {digest}: nothing to download")
+                return self._cache.model_path(digest), digest
+            total = sum(o.size for o in objects)
+            if total > self._policy.max_download_bytes:
+                raise ArtifactSourceError(
+                    f"{url} holds {format_bytes(total)}, more than the "
+                    f"{format_bytes(self._policy.max_download_bytes)} download limit "
+                    "(MOORAGE_MAX_ARTIFACT_BYTES)"
+                )
+            with self._cache.workspace() as work:
+                self._log(f"downloading {len(objects)} objects ({format_bytes(total)}) under {url}")
+                started = time.monotonic()
+                writer = TreeWriter(
+                    work / "tree",
+                    source=url,
+                    policy=self._policy,
+                    progress=self._progress,
+                    phase="download",
+                    expected_bytes=total,
+                )
+                for obj in objects:
+                    relative = obj.key[len(prefix) :]
+                    writer.admit(relative)
+                    if relative.endswith("/") or not relative:  # a "folder" marker object
+                        writer.directory(relative)
+                        continue
+                    writer.expect(obj.size, relative)
+                    with writer.file(relative) as sink:
+                        store.download(
+                            location.bucket,
+                            obj,
+                            sink,
+                            limit=self._policy.max_download_bytes,
+                            deadline=deadline,
+                        )
+                self._log(_downloaded(url, writer.bytes_written, started))
+                digest = f"tree:{writer.tree_digest()}"
+                self._check_sha256(source, digest.partition(":")[2], url)
+                self._publish(digest, writer.root)
+            self._cache.write_note(identity, digest)
+        return self._cache.model_path(digest), digest
+
+    # --- shared steps ----------------------------------------------------------------------------
+
+    def _archive(
+        self, identity: str, label: str, source: ModelSource, fill: Callable[[ByteSink], None]
+    ) -> tuple[Path, str]:
+        """Download (`fill`) and extract an archive, unless `identity` was prepared before."""
+        with self._cache.lock(identity):
+            digest = self._known(identity)
+            if digest is not None:
+                self._check_sha256(source, digest.partition(":")[2], label)
+                self._log(f"{label} is unchanged since it was prepared as {digest}: nothing to download")
+                return self._cache.model_path(digest), digest
+            with self._cache.workspace() as work:
+                self._log(f"downloading {label}")
+                started = time.monotonic()
+                with FileDownload(
+                    work / "archive",
+                    limit=self._policy.max_download_bytes,
+                    url=label,
+                    progress=self._progress,
+                ) as download:
+                    fill(download)
+                self._log(_downloaded(label, download.size, started))
+                digest = self._verify_and_extract(download, work, label, source)
+            self._cache.write_note(identity, digest)
+        return self._cache.model_path(digest), digest
+
+    def _verify_and_extract(self, download: FileDownload, work: Path, label: str, source: ModelSource) -> str:
+        """Check the sha256 pin BEFORE extracting, then extract once per content digest."""
+        digest = f"sha256:{download.hexdigest()}"
+        self._check_sha256(source, download.hexdigest(), label)
+        final = self._cache.model_path(digest)
+        with self._cache.lock(f"model:{digest}"):
+            if final.is_dir():
+                self._log(f"{label} has the same content as an earlier model ({digest}): nothing to extract")
+                return digest
+            stats = extract_archive(
+                download.path, work / "tree", source=label, policy=self._policy, progress=self._progress
+            )
+            self._cache.publish(work / "tree", final)
+        self._log(f"extracted {label}: {stats.files} files, {format_bytes(stats.bytes_written)} ({digest})")
+        return digest
+
+    def _publish(self, digest: str, tree: Path) -> None:
+        with self._cache.lock(f"model:{digest}"):
+            if not self._cache.model_path(digest).is_dir():
+                self._cache.publish(tree, self._cache.model_path(digest))
+
+    def _known(self, identity: str) -> str | None:
+        """The digest this source identity was prepared as, if that tree is still in the cache."""
+        note = self._cache.read_note(identity)
+        if note and self._cache.model_path(note.strip()).is_dir():
+            return note.strip()
+        return None
+
+    def _http_note(self, identity: str) -> tuple[str | None, str | None]:
+        note = self._cache.read_note(identity)
+        if not note or "\n" not in note:
+            return None, None
+        etag, _, digest = note.partition("\n")
+        if not self._cache.model_path(digest.strip()).is_dir():
+            return None, None
+        return etag, digest.strip()
+
+    def _check_sha256(self, source: ModelSource, actual: str, label: str) -> None:
+        if source.sha256 is None:
+            return
+        pinned = source.sha256.strip().lower().removeprefix("sha256:")
+        if pinned != actual:
+            raise IntegrityError(
+                f"checksum mismatch for {label}: its sha256 is {actual}, but the model pins {pinned}; "
+                "nothing was extracted"
+            )
+
+    def _check_bucket(self, location: Location) -> None:
+        allowed = self._policy.allowed_s3_buckets
+        if allowed and location.bucket not in allowed:
+            raise ArtifactSourceError(
+                f"model data {location.url!r} is not allowed: bucket {location.bucket!r} is not in "
+                f"MOORAGE_ALLOWED_S3_BUCKETS ({', '.join(allowed)})"
+            )
+
+    def _s3(self) -> S3Objects:
+        if self._s3_client is None:
+            self._s3_client = S3Objects(self._s3_endpoint_url, log=self._log, timeout_s=self._timeout_s)
+        return self._s3_client
+
+
+def _downloaded(label: str, size: int, started: float) -> str:
+    elapsed = time.monotonic() - started
+    rate = f", {format_bytes(int(size / elapsed))}/s" if elapsed > 0.5 else ""
+    return f"downloaded {label}: {format_bytes(size)} in {elapsed:.1f} s{rate}"
