@@ -98,6 +98,7 @@ class Deployment:
 
     config_name: str
     variants: tuple[VariantSpec, ...]
+    resolved_at: float | None = None  # when it was frozen: DescribeEndpoint's DeployedImages.ResolutionTime
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,401 @@
+"""Drive the running instances toward the state in the store; this is also how a restart recovers.
+
+The store holds what should be (the only hard state). This module holds what is (soft state: the
+running variant runtimes and the routes published to the router) and closes the gap, one endpoint at
+a time, whenever the control plane changes an endpoint or the server starts:
+
+    Creating   prepare each variant's artifact, start its instances, publish the route → InService
+               (or Failed, with a FailureReason that says what broke)
+    Updating   weights and instance counts alone change in place; anything else is blue/green: the
+               new deployment starts beside the old, the route switches atomically, requests still
+               queued move to the new pools, the old ones drain and stop → InService. If the new
+               deployment cannot start, it is stopped and the old keeps serving → InService with a
+               FailureReason.
+    Deleting   withdraw the route, let accepted requests finish, stop the instances → removed
+    InService  make sure it runs: after a restart it starts again with no new CreateEndpoint
+    Failed     make sure nothing runs
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from moorage.artifacts import ModelSource, PreparedModel, prepare_model
+from moorage.backends.base import Backend
+from moorage.control.records import (
+    ContainerSpec,
+    Deployment,
+    EndpointRecord,
+    EndpointStatus,
+    VariantSpec,
+    VariantState,
+)
+from moorage.control.store import Store
+from moorage.errors import ArtifactSourceError, DeploymentError, MoorageError
+from moorage.runtime.metrics import Metrics
+from moorage.runtime.router import EndpointRoute, Router
+from moorage.runtime.variant import VariantRuntime, VariantSetup
+from moorage.settings import Settings
+
+__all__ = ["Reconciler", "model_source"]
+
+log = logging.getLogger("moorage.control.reconciler")
+
+_T = TypeVar("_T")
+_RETRY_RECOVERY_S = 30.0
+_DEFAULT_DOWNLOAD_TIMEOUT_S = 3600.0
+SHA256_PIN = "MOORAGE_MODEL_DATA_SHA256"  # an integrity pin for any source, in the model's Environment
+
+
+@dataclass
+class _Live:
+    deployment: Deployment
+    variants: dict[str, VariantRuntime]
+
+
+def model_source(container: ContainerSpec) -> ModelSource:
+    """Where a model's artifact is, with its integrity pins, from its container definition."""
+    source = (container.model_data_source or {}).get("S3DataSource") or {}
+    url = container.model_data_url or source.get("S3Uri")
+    if not url:
+        raise ArtifactSourceError(
+            "The model has no ModelDataUrl (or ModelDataSource.S3DataSource.S3Uri); moorage needs the model "
+            "artifact to serve it."
+        )
+    prefix = source.get("S3DataType") == "S3Prefix" and source.get("CompressionType") == "None"
+    return ModelSource(
+        url=url,
+        kind="prefix" if prefix else "archive",
+        etag=source.get("ETag"),
+        sha256=container.environment.get(SHA256_PIN),
+    )
+
+
+def _in_place(old: Deployment, new: Deployment) -> bool:
+    """Only weights and instance counts differ: no new containers are needed."""
+    if [v.variant_name for v in old.variants] != [v.variant_name for v in new.variants]:
+        return False
+    return all(
+        (a.model_name, a.container, a.instance_type, a.startup_timeout_s, a.download_timeout_s)
+        == (b.model_name, b.container, b.instance_type, b.startup_timeout_s, b.download_timeout_s)
+        for a, b in zip(old.variants, new.variants, strict=True)
+    )
+
+
+def _route(name: str, live: _Live) -> EndpointRoute:
+    weights = {spec.variant_name: spec.weight for spec in live.deployment.variants}
+    return EndpointRoute(endpoint=name, variants=dict(live.variants), weights=weights)
+
+
+def _states(live: _Live) -> tuple[VariantState, ...]:
+    return tuple(
+        VariantState(
+            variant_name=spec.variant_name,
+            current_weight=spec.weight,
+            desired_weight=spec.weight,
+            current_instance_count=live.variants[spec.variant_name].ready_instances,
+            desired_instance_count=spec.instance_count,
+        )
+        for spec in live.deployment.variants
+    )
+
+
+def _reason(error: BaseException) -> str:
+    text = error.message if isinstance(error, MoorageError) else f"{type(error).__name__}: {error}"
+    return text if len(text) <= 1024 else text[:1021] + "..."
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        store_executor: Executor,
+        router: Router,
+        backend: Backend,
+        settings: Settings,
+        metrics: Metrics,
+        s3_endpoint_url: str | None = None,
+    ) -> None:
+        self.store = store
+        self.store_executor = store_executor
+        self.router = router
+        self.backend = backend
+        self.settings = settings
+        self.metrics = metrics
+        self.s3_endpoint_url = s3_endpoint_url
+        self._artifact_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="artifacts")
+        self._live: dict[str, _Live] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._dirty: set[str] = set()
+        self._closing = False
+
+    # ControlHooks -------------------------------------------------------------------------------
+    def endpoint_changed(self, name: str) -> None:
+        """Called on the event loop after any write to an endpoint; work for one endpoint never overlaps."""
+        if self._closing:
+            return
+        if name in self._tasks:
+            self._dirty.add(name)
+            return
+        self._tasks[name] = asyncio.get_running_loop().create_task(self._run(name))
+
+    async def _run(self, name: str) -> None:
+        try:
+            while True:
+                self._dirty.discard(name)
+                try:
+                    await self._reconcile(name)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("reconciling endpoint %s failed; it will be retried", name)
+                    self._retry_later(name)
+                if name not in self._dirty or self._closing:
+                    return
+        finally:
+            self._tasks.pop(name, None)
+
+    def _retry_later(self, name: str) -> None:
+        asyncio.get_running_loop().call_later(_RETRY_RECOVERY_S, self.endpoint_changed, name)
+
+    async def recover(self) -> None:
+        """At start-up: bring every stored endpoint back to what its status says."""
+        for record in await self._db(self.store.list_endpoints):
+            self.router.set_status(record.name, record.status.value)
+            self.endpoint_changed(record.name)
+
+    async def close(self, grace_s: float) -> None:
+        """Stop reconciling and stop every running variant; in-progress work resumes at the next start."""
+        self._closing = True
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        live, self._live = self._live, {}
+        for name in live:
+            self.router.withdraw(name)
+        await asyncio.gather(
+            *(runtime.stop(grace_s) for entry in live.values() for runtime in entry.variants.values()),
+            *self._background,
+            return_exceptions=True,
+        )
+        self._artifact_executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _db(self, method: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.store_executor, functools.partial(method, *args, **kwargs))
+
+    # One endpoint -------------------------------------------------------------------------------
+    async def _reconcile(self, name: str) -> None:
+        record = await self._db(self.store.get_endpoint, name)
+        if record is None:
+            await self._stop_live(name)
+            self.router.set_status(name, None)
+            return
+        self.router.set_status(name, record.status.value)
+        if record.status is EndpointStatus.CREATING:
+            await self._create(record)
+        elif record.status is EndpointStatus.UPDATING:
+            await self._update(record)
+        elif record.status is EndpointStatus.DELETING:
+            await self._delete(record)
+        elif record.status is EndpointStatus.IN_SERVICE:
+            await self._ensure_running(record)
+        else:
+            await self._stop_live(name)
+
+    async def _create(self, record: EndpointRecord) -> None:
+        deployment = record.pending or record.deployment
+        assert deployment is not None, "a Creating endpoint always has a pending deployment"
+        await self._stop_live(record.name)  # leftovers of an earlier attempt, if any
+        try:
+            live = await self._start(record.name, deployment)
+        except DeploymentError as exc:
+            log.error("endpoint %s failed to start: %s", record.name, exc.message)
+            await self._db(self.store.endpoint_failed, record.name, _reason(exc))
+            self.router.set_status(record.name, EndpointStatus.FAILED.value)
+            return
+        self._live[record.name] = live
+        self.router.publish(_route(record.name, live))
+        if await self._db(self.store.endpoint_in_service, record.name, variants=_states(live)) is None:
+            await self._stop_live(record.name)  # it changed under us; the next pass sees the new state
+            self._dirty.add(record.name)
+            return
+        self.router.set_status(record.name, EndpointStatus.IN_SERVICE.value)
+        log.info("endpoint %s is InService", record.name)
+
+    async def _ensure_running(self, record: EndpointRecord) -> None:
+        assert record.deployment is not None
+        live = self._live.get(record.name)
+        if live is not None:
+            if live.deployment != record.deployment:
+                live.deployment = record.deployment
+                self.router.publish(_route(record.name, live))
+            return
+        try:
+            live = await self._start(record.name, record.deployment)
+        except DeploymentError as exc:
+            log.error(
+                "endpoint %s is InService but its instances could not start (%s); retrying in %.0f s",
+                record.name,
+                exc.message,
+                _RETRY_RECOVERY_S,
+            )
+            self._retry_later(record.name)
+            return
+        self._live[record.name] = live
+        self.router.publish(_route(record.name, live))
+        await self._db(self.store.set_variant_states, record.name, _states(live))
+        log.info("endpoint %s is serving again", record.name)
+
+    async def _update(self, record: EndpointRecord) -> None:
+        new = record.pending
+        assert new is not None, "an Updating endpoint always has a pending deployment"
+        old = self._live.get(record.name)
+        if old is not None and _in_place(old.deployment, new):
+            await self._update_in_place(record, old, new)
+            return
+        try:
+            live = await self._start(record.name, new)
+        except DeploymentError as exc:
+            log.error(
+                "update of endpoint %s failed; the previous configuration keeps serving: %s",
+                record.name,
+                exc.message,
+            )
+            await self._db(self.store.update_failed, record.name, _reason(exc))
+            self.router.set_status(record.name, EndpointStatus.IN_SERVICE.value)
+            if old is None:
+                self.endpoint_changed(record.name)  # after a restart mid-update: bring the old one back
+            return
+        self._live[record.name] = live
+        route = _route(record.name, live)
+        self.router.publish(route)
+        if old is not None:
+            # Requests still queued on the old pools move to the new ones; running ones finish where they are.
+            for runtime in old.variants.values():
+                for waiting in runtime.pool.close():
+                    route.pick(None, self.router.account).pool.adopt([waiting])
+            self._retire(old)
+        await self._db(self.store.endpoint_in_service, record.name, variants=_states(live))
+        self.router.set_status(record.name, EndpointStatus.IN_SERVICE.value)
+        log.info("endpoint %s updated to %s", record.name, new.config_name)
+
+    async def _update_in_place(self, record: EndpointRecord, live: _Live, new: Deployment) -> None:
+        try:
+            for spec in new.variants:
+                await live.variants[spec.variant_name].scale_to(spec.instance_count)
+        except DeploymentError as exc:
+            await self._db(self.store.update_failed, record.name, _reason(exc))
+            self.router.set_status(record.name, EndpointStatus.IN_SERVICE.value)
+            return
+        live.deployment = new
+        self.router.publish(_route(record.name, live))
+        await self._db(self.store.endpoint_in_service, record.name, variants=_states(live))
+        self.router.set_status(record.name, EndpointStatus.IN_SERVICE.value)
+
+    async def _delete(self, record: EndpointRecord) -> None:
+        await self._stop_live(record.name)
+        await self._db(self.store.remove_endpoint, record.name)
+        self.router.set_status(record.name, None)
+        self.metrics.forget(record.name)
+        log.info("endpoint %s deleted", record.name)
+
+    async def _stop_live(self, name: str) -> None:
+        live = self._live.pop(name, None)
+        self.router.withdraw(name)
+        if live is not None:
+            grace = self.settings.workers.drain_grace_s
+            await asyncio.gather(*(runtime.stop(grace) for runtime in live.variants.values()))
+
+    def _retire(self, live: _Live) -> None:
+        grace = self.settings.workers.drain_grace_s
+
+        async def drain_and_stop() -> None:
+            await asyncio.gather(*(runtime.stop(grace) for runtime in live.variants.values()))
+
+        task = asyncio.get_running_loop().create_task(drain_and_stop())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # Starting a deployment ----------------------------------------------------------------------
+    async def _start(self, endpoint: str, deployment: Deployment) -> _Live:
+        results = await asyncio.gather(
+            *(self._start_variant(endpoint, spec) for spec in deployment.variants), return_exceptions=True
+        )
+        started = [r for r in results if isinstance(r, VariantRuntime)]
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            await asyncio.gather(*(runtime.stop(0.0) for runtime in started))
+            if isinstance(failure, DeploymentError):
+                raise failure
+            if isinstance(failure, MoorageError):
+                raise DeploymentError(failure.message) from failure
+            raise DeploymentError(f"{type(failure).__name__}: {failure}") from failure
+        return _Live(deployment, {runtime.name: runtime for runtime in started})
+
+    async def _start_variant(self, endpoint: str, spec: VariantSpec) -> VariantRuntime:
+        try:
+            prepared = await self._prepare(endpoint, spec)
+            runtime = VariantRuntime(
+                VariantSetup(
+                    endpoint=endpoint,
+                    variant=spec.variant_name,
+                    prepared=prepared,
+                    environment=dict(spec.container.environment),
+                    instance_type=spec.instance_type,
+                    instance_count=spec.instance_count,
+                    logs_dir=self.settings.logs_dir,
+                    startup_timeout_s=spec.startup_timeout_s or self.settings.workers.startup_timeout_s,
+                ),
+                self.backend,
+                self.settings.workers,
+            )
+            await runtime.start()
+            return runtime
+        except MoorageError as exc:
+            raise DeploymentError(f"Production variant {spec.variant_name}: {exc.message}") from exc
+
+    async def _prepare(self, endpoint: str, spec: VariantSpec) -> PreparedModel:
+        log_path = self.settings.logs_dir / endpoint / spec.variant_name / "deployment.log"
+        write = _line_writer(log_path)
+        source = model_source(spec.container)
+        write(f"preparing model {spec.model_name} from {source.url}")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._artifact_executor,
+            functools.partial(
+                prepare_model,
+                source,
+                submit_directory=spec.container.environment.get("SAGEMAKER_SUBMIT_DIRECTORY"),
+                cache_dir=self.settings.cache_dir,
+                policy=self.settings.artifacts,
+                s3_endpoint_url=self.s3_endpoint_url,
+                log=write,
+                timeout_s=spec.download_timeout_s or _DEFAULT_DOWNLOAD_TIMEOUT_S,
+            ),
+        )
+
+
+def _line_writer(path: Path) -> Callable[[str], None]:
+    """Append lines to a log file from any thread (artifact preparation runs in worker threads)."""
+    import threading
+    import time
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = threading.Lock()
+
+    def write(line: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with lock, path.open("a", encoding="utf-8") as handle:
+            handle.write(f"{stamp} {line}\n")
+
+    return write
