@@ -162,7 +162,9 @@ class ArtifactPolicy:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ArtifactPolicy:
         return cls(
-            max_download_bytes=env_int(environ, "MOORAGE_MAX_ARTIFACT_BYTES", cls.max_download_bytes, minimum=1),
+            max_download_bytes=env_int(
+                environ, "MOORAGE_MAX_ARTIFACT_BYTES", cls.max_download_bytes, minimum=1
+            ),
             max_extracted_bytes=env_int(
                 environ, "MOORAGE_MAX_EXTRACTED_BYTES", cls.max_extracted_bytes, minimum=1
             ),
@@ -283,9 +285,7 @@ class ContainerConfig:
         if program.endswith(".py"):
             program = program[: -len(".py")]
         workers_raw = env.get("SAGEMAKER_MODEL_SERVER_WORKERS")
-        workers = (
-            env_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", 1, minimum=1) if workers_raw else None
-        )
+        workers = env_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", 1, minimum=1) if workers_raw else None
         if workers is None and env.get("SAGEMAKER_TS_MIN_WORKERS"):
             workers = env_int(env, "SAGEMAKER_TS_MIN_WORKERS", 1, minimum=1)
         timeout = env_float(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0, minimum=0.001)

@@ -50,8 +50,19 @@ class BodyReader:
     unread, the connection stops reading from the socket until the application catches up.
     """
 
-    __slots__ = ("_chunks", "_eof", "_error", "_expect_continue", "_pause", "_resume", "_waiter",
-                 "buffered", "high_water", "received", "started")
+    __slots__ = (
+        "_chunks",
+        "_eof",
+        "_error",
+        "_expect_continue",
+        "_pause",
+        "_resume",
+        "_waiter",
+        "buffered",
+        "high_water",
+        "received",
+        "started",
+    )
 
     def __init__(
         self,

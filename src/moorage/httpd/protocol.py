@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import time
 from http import HTTPStatus
@@ -36,6 +37,8 @@ _REASONS = {status.value: status.phrase for status in HTTPStatus}
 _REASONS[424] = "Failed Dependency"
 
 _date_cache: tuple[int, bytes] = (0, b"")
+_LINGER_S = 2.0  # how long a refused body may keep arriving after the answer
+_LINGER_BYTES = 16 * 1024 * 1024  # and how much of it is read (and dropped) at most
 
 
 def _date_header() -> bytes:
@@ -85,6 +88,8 @@ class HttpProtocol(asyncio.Protocol):
         self._body_deadline = 0.0
         self._last_data = 0.0
         self._continue_pending = False
+        self._lingering = False  # answered and half-closed; discarding the rest of a refused body
+        self._discarded = 0
 
     # asyncio.Protocol --------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -94,8 +99,11 @@ class HttpProtocol(asyncio.Protocol):
             self.client = (str(peer[0]), int(peer[1]))
         if not self.registry.add(self):
             # Over the connection cap: say so once and hang up; no request is parsed.
-            self.transport.write(self._status_only(503, b'{"__type":"ServiceUnavailable","Message":'
-                                                   b'"Too many connections; retry later."}'))
+            self.transport.write(
+                self._status_only(
+                    503, b'{"__type":"ServiceUnavailable","Message":"Too many connections; retry later."}'
+                )
+            )
             self.transport.close()
             return
         self._arm("idle", self.limits.keepalive_timeout_s)
@@ -114,6 +122,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
+            if self._lingering:
+                self._discarded += len(data)
+                if self._discarded > _LINGER_BYTES and self.transport is not None:
+                    self.transport.close()
             return
         try:
             self.parser.feed_data(data)
@@ -258,9 +270,7 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self._write_response(request, response, close)
             if close:
-                self._closing = True
-                assert self.transport is not None
-                self.transport.close()
+                self._close_after_response(lingering=body_unread)
                 return
         except (ConnectionError, asyncio.CancelledError):
             self._closing = True
@@ -275,8 +285,9 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self._arm("idle", self.limits.keepalive_timeout_s)
 
-    def _head(self, status: int, reason: str | None, headers: list[tuple[str, str]],
-              length: int | None, close: bool) -> bytearray:
+    def _head(
+        self, status: int, reason: str | None, headers: list[tuple[str, str]], length: int | None, close: bool
+    ) -> bytearray:
         phrase = _clean_reason(reason) if reason else _REASONS.get(status, "Unknown").encode()
         out = bytearray(b"HTTP/1.1 %d %s\r\n" % (status, phrase))
         out += b"date: " + _date_header() + b"\r\nserver: moorage\r\n"
@@ -407,6 +418,21 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self._arm_body_timer()
 
+    def _close_after_response(self, *, lingering: bool) -> None:
+        """Close once the response is written. If the client may still be sending a body we refused,
+        half-close and discard what arrives for a moment first: closing a socket with unread data makes
+        the kernel send a reset, and the client would lose our answer (a 413, say) before reading it."""
+        assert self.transport is not None
+        self._closing = True
+        self._cancel_timer()
+        if not lingering or not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self._lingering = True
+        self.transport.write_eof()
+        self.transport.resume_reading()
+        self._timer = self.loop.call_later(_LINGER_S, self.transport.close)
+
     def _reject(self, status: int, message: str) -> None:
         """Answer an unparseable or too-slow request and hang up; no app code runs for it."""
         if self._closing or self.transport is None:
@@ -414,7 +440,7 @@ class HttpProtocol(asyncio.Protocol):
         self._closing = True
         self._cancel_timer()
         if self._cycle is None:
-            body = ('{"__type":"ValidationError","Message":"%s"}' % message).encode()
+            body = json.dumps({"__type": "ValidationError", "Message": message}).encode()
             self.transport.write(self._status_only(status, body))
         self.transport.close()
 

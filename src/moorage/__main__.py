@@ -1,0 +1,7 @@
+"""`python -m moorage` runs the moorage command."""
+
+import sys
+
+from moorage.cli import main
+
+sys.exit(main())

@@ -1,0 +1,116 @@
+"""The container contract of `moorage serve-model`: `GET /ping` and `POST /invocations` (spec §2.4).
+
+Answers exactly as SageMaker's PyTorch container (toolkit + TorchServe) does: the handler's own
+status, body and reason phrase; no Content-Type on handler errors; TorchServe's JSON error shape
+(`{"code", "type", "message"}`) for failures of the server itself. /ping is answered from the
+workers' real state, never queued behind inference (SageMaker gives it 2 s).
+"""
+
+from __future__ import annotations
+
+import json
+
+from moorage.errors import MoorageError, PayloadTooLarge, ServiceUnavailable, ThrottlingException
+from moorage.httpd import Request, Response
+from moorage.runtime.outcomes import Answered, Died, Outcome, TimedOut
+from moorage.runtime.pool import next_request_id
+from moorage.runtime.variant import VariantRuntime
+from moorage.settings import MAX_PAYLOAD_BYTES
+from moorage.worker.protocol import Invoke
+
+__all__ = ["ContainerApp", "forwarded_headers", "torchserve_error"]
+
+_HEALTHY = b'{\n  "status": "Healthy"\n}\n'
+_UNHEALTHY = b'{\n  "status": "Unhealthy"\n}\n'
+_JSON = [("Content-Type", "application/json")]
+# Headers that describe the HTTP connection rather than the request; the handler never sees them.
+_HOP_BY_HOP = frozenset(
+    (
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "expect",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+        "authorization",
+    )
+)
+
+
+def torchserve_error(status: int, kind: str, message: str) -> Response:
+    body = json.dumps({"code": status, "type": kind, "message": message}, indent=2).encode() + b"\n"
+    return Response(status, body, list(_JSON))
+
+
+def forwarded_headers(request: Request) -> tuple[tuple[str, str], ...]:
+    return tuple((name, value) for name, value in request.headers.items() if name.lower() not in _HOP_BY_HOP)
+
+
+def invoke_message(request: Request, body: bytes) -> Invoke:
+    return Invoke(
+        request_id=next_request_id(),
+        body=body,
+        content_type=request.headers.get("content-type"),
+        accept=request.headers.get("accept"),
+        headers=forwarded_headers(request),
+    )
+
+
+class ContainerApp:
+    def __init__(self, variant: VariantRuntime | None) -> None:
+        self.variant = variant  # None until the model is prepared; /ping says Unhealthy meanwhile
+
+    async def __call__(self, request: Request) -> Response:
+        if request.path == "/ping" and request.method in ("GET", "HEAD"):
+            healthy = self.variant is not None and self.variant.healthy
+            return Response(200 if healthy else 500, _HEALTHY if healthy else _UNHEALTHY, list(_JSON))
+        if request.path in ("/invocations", "/models/model/invoke") and request.method == "POST":
+            return await self.invocations(request)
+        return torchserve_error(
+            404, "ResourceNotFoundException", "Requested resource is not found, please refer to API document."
+        )
+
+    async def invocations(self, request: Request) -> Response:
+        try:
+            body = await request.body(MAX_PAYLOAD_BYTES)
+            if self.variant is None or not self.variant.started:
+                raise ServiceUnavailable("The model is still loading; retry once /ping answers 200.")
+            outcome = await self.variant.pool.submit(invoke_message(request, body))
+        except PayloadTooLarge as exc:
+            response = torchserve_error(413, "RequestEntityTooLarge", exc.message)
+            response.close = True
+            return response
+        except (ServiceUnavailable, ThrottlingException) as exc:
+            return torchserve_error(503, "ServiceUnavailableException", exc.message)
+        except MoorageError as exc:
+            return torchserve_error(500, "InternalServerException", exc.message)
+        return container_response(outcome)
+
+
+def container_response(outcome: Outcome) -> Response:
+    """Show an outcome the way SageMaker's container would answer it."""
+    if isinstance(outcome, Answered):
+        reply = outcome.reply
+        if reply.too_large:
+            return torchserve_error(
+                500,
+                "InternalServerException",
+                f"The handler's response exceeds the {MAX_PAYLOAD_BYTES}-byte limit on response size.",
+            )
+        headers = list(reply.headers)
+        if reply.content_type is not None:
+            headers.append(("Content-Type", reply.content_type))
+        return Response(reply.status, reply.body, headers, reason=reply.reason)
+    if isinstance(outcome, TimedOut):
+        # TorchServe kills a worker past its response timeout and answers "Worker died." (spec §2.10).
+        return torchserve_error(
+            500,
+            "InternalServerException",
+            f"Worker died. The request did not finish within the {outcome.timeout_s:g} s invocation timeout.",
+        )
+    assert isinstance(outcome, Died)
+    return torchserve_error(
+        500, "InternalServerException", f"Worker died. {outcome.detail[:1].upper()}{outcome.detail[1:]}."
+    )

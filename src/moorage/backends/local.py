@@ -1,0 +1,513 @@
+"""The local backend: workers are processes on this machine, forked from a warm fork server.
+
+Each worker gets one end of an anonymous socketpair (no TCP port, no socket file), a log file opened
+by the server, and an environment stripped of the server's secrets. The server keeps every worker's
+pid, learns of exits from the fork server (or from the process itself when spawned fresh), and
+fails a dead worker's requests at once with how it died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from moorage.backends.base import PlacementProfile, ReadyInfo, WorkerLost
+from moorage.errors import InstanceStartError
+from moorage.runtime.cpu import ThreadBudget
+from moorage.settings import Settings
+from moorage.worker.protocol import (
+    Invoke,
+    LoadFailed,
+    Message,
+    Ping,
+    Pong,
+    ProtocolError,
+    Ready,
+    Reply,
+    WorkerSpec,
+    decode,
+    encode,
+    split_frames,
+)
+
+__all__ = ["LocalBackend", "LocalWorker", "worker_environment"]
+
+log = logging.getLogger("moorage.backends.local")
+
+# Server secrets never reach user code (issue: "worker processes get no server secrets").
+_SECRET_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment workers start from: the server's, minus its credentials and MOORAGE_* settings."""
+    env = {
+        key: value
+        for key, value in environ.items()
+        if key not in _SECRET_VARIABLES and not key.startswith("MOORAGE_") and key != "AWS_PROFILE"
+    }
+    # Nor may boto3 inside a worker pick up the server's credentials files by default.
+    env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    env["AWS_CONFIG_FILE"] = os.devnull
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def describe_exit(returncode: int | None, reason: str | None) -> str:
+    if returncode is None:
+        how = "exited"
+    elif returncode < 0:
+        try:
+            how = f"was killed by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-returncode}"
+    else:
+        how = f"exited with status {returncode}"
+    return f"the worker process {how}" + (f" ({reason})" if reason else "")
+
+
+class LocalWorker:
+    """A handle on one worker process; see backends.base.WorkerHandle for the contract."""
+
+    def __init__(self, name: str, spec: WorkerSpec, budget: ThreadBudget, log_path: Path) -> None:
+        self.name = name
+        self.spec = spec
+        self.log_path = log_path
+        self._budget = budget
+        self._adaptive = spec.torch_threads == 0
+        self._thread_cap = max(1, spec.max_threads)
+        self._pid: int | None = None
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._ready: asyncio.Future[Ready | LoadFailed] = loop.create_future()
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._pongs: dict[int, asyncio.Future[None]] = {}
+        self._exit_code: asyncio.Future[int] = loop.create_future()
+        self._gone: asyncio.Future[str] = loop.create_future()
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._kill_reason: str | None = None
+        self._ping_token = 0
+
+    # Wiring (backend side) ---------------------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    def attach(self, pid: int) -> None:
+        self._pid = pid
+
+    def exit_code_known(self, returncode: int) -> None:
+        if not self._exit_code.done():
+            self._exit_code.set_result(returncode)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        try:
+            frames = split_frames(self._buffer)
+            for frame in frames:
+                self._dispatch(decode(frame))
+        except ProtocolError as exc:
+            log.error("%s sent a malformed message (%s); killing it", self.name, exc)
+            self.kill(f"protocol error: {exc}")
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._loop.create_task(self._finish())
+
+    def pause_writing(self) -> None:  # bodies are bounded; the kernel buffer absorbs them
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    def _dispatch(self, message: Message) -> None:
+        if isinstance(message, Reply):
+            future = self._pending.pop(message.request_id, None)
+            if future is not None and not future.done():
+                future.set_result(message)
+        elif isinstance(message, Pong):
+            pong = self._pongs.pop(message.token, None)
+            if pong is not None and not pong.done():
+                pong.set_result(None)
+        elif isinstance(message, Ready | LoadFailed):
+            if not self._ready.done():
+                self._ready.set_result(message)
+        else:
+            raise ProtocolError(f"unexpected message kind {message.kind} from a worker")
+
+    async def _finish(self) -> None:
+        """The socket closed: learn how the process ended, then fail everything that waited on it."""
+        try:
+            code: int | None = await asyncio.wait_for(asyncio.shield(self._exit_code), 0.5)
+        except TimeoutError:
+            code = None
+        detail = describe_exit(code, self._kill_reason)
+        lost = WorkerLost(detail)
+        for reply in self._pending.values():
+            if not reply.done():
+                reply.set_exception(lost)
+        for pong in self._pongs.values():
+            if not pong.done():
+                pong.set_exception(lost)
+        self._pending.clear()
+        self._pongs.clear()
+        if not self._ready.done():
+            self._ready.set_result(LoadFailed(error=detail, detail=""))
+        if not self._gone.done():
+            self._gone.set_result(detail)
+
+    # WorkerHandle --------------------------------------------------------------------------------
+    async def wait_ready(self, timeout: float) -> ReadyInfo:
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+        except TimeoutError:
+            self.kill(f"the model did not load within {timeout:g} s")
+            raise InstanceStartError(
+                f"The model did not finish loading within {timeout:g} s (model_fn is still running)."
+            ) from None
+        if isinstance(outcome, LoadFailed):
+            raise InstanceStartError(_load_failure_text(outcome, self.log_path))
+        return ReadyInfo(pid=outcome.pid, load_seconds=outcome.load_seconds, device=outcome.device)
+
+    def invoke(self, batch: Sequence[Invoke]) -> list[asyncio.Future[Reply]]:
+        futures = [self._loop.create_future() for _ in batch]
+        if self._transport is None or self._gone.done():
+            lost = WorkerLost(self._gone.result() if self._gone.done() else "the worker is not connected")
+            for future in futures:
+                future.set_exception(lost)
+            return futures
+        first = batch[0]
+        threads = self._budget.acquire(self._thread_cap) if self._adaptive else 0
+        if threads or first.batch_size != len(batch):
+            first = dataclasses.replace(first, threads=threads, batch_size=len(batch))
+        parts: list[bytes] = []
+        for message, future in zip((first, *batch[1:]), futures, strict=True):
+            self._pending[message.request_id] = future
+            parts.extend(encode(message))
+        if self._adaptive:
+            remaining = [len(futures)]
+
+            def release(_: asyncio.Future[Reply]) -> None:
+                remaining[0] -= 1
+                if remaining[0] == 0:
+                    self._budget.release()
+
+            for future in futures:
+                future.add_done_callback(release)
+        self._transport.writelines(parts)
+        return futures
+
+    async def ping(self, timeout: float) -> None:
+        if self._transport is None:
+            raise WorkerLost(self._gone.result() if self._gone.done() else "the worker is not connected")
+        self._ping_token += 1
+        token = self._ping_token
+        pong: asyncio.Future[None] = self._loop.create_future()
+        self._pongs[token] = pong
+        self._transport.writelines(encode(Ping(token)))
+        try:
+            await asyncio.wait_for(pong, timeout)
+        finally:
+            self._pongs.pop(token, None)
+
+    def kill(self, reason: str) -> None:
+        if self._kill_reason is None:
+            self._kill_reason = reason
+        if self._pid is not None and not self._exit_code.done():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def stop(self, grace_s: float) -> None:
+        """Close the socket (the worker exits at EOF once idle); kill it if it lingers."""
+        if self._transport is not None:
+            self._transport.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._gone), grace_s)
+        except TimeoutError:
+            self.kill(f"it did not exit within {grace_s:g} s of being asked to stop")
+            await asyncio.shield(self._gone)
+
+    async def wait_gone(self) -> str:
+        return await asyncio.shield(self._gone)
+
+
+def _load_failure_text(failure: LoadFailed, log_path: Path) -> str:
+    """What the user reads in FailureReason: the exception, then the last lines of the worker's log."""
+    tail = _log_tail(log_path, 8)
+    text = f"The model could not be loaded: {failure.error}"
+    if tail:
+        text += f"\nLast lines of the log ({log_path.name}):\n{tail}"
+    return text
+
+
+def _log_tail(path: Path, lines: int) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 8192))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+class _WorkerProtocol(asyncio.Protocol):
+    """Adapts asyncio's protocol callbacks to a LocalWorker (kept separate so the handle stays small)."""
+
+    def __init__(self, worker: LocalWorker) -> None:
+        self.worker = worker
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.worker.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.worker.data_received(data)
+
+    def eof_received(self) -> bool:
+        return self.worker.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.worker.connection_lost(exc)
+
+
+class ForkServer:
+    """The server's side of worker/forkserver.py: start it, ask it for workers, hear about exits."""
+
+    def __init__(self, preload: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.preload = list(preload)
+        self.env = dict(env)
+        self.log_path = log_path
+        self._sock: socket.socket | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._spawns: dict[int, asyncio.Future[int]] = {}
+        self._exits: dict[int, Callable[[int], None]] = {}
+        self._token = 0
+        self._lock = asyncio.Lock()
+
+    async def ensure_started(self) -> None:
+        async with self._lock:
+            if self._ready is None:
+                await self._start()
+        assert self._ready is not None
+        await asyncio.shield(self._ready)
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log_file:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "moorage.worker.forkserver",
+                "--fd",
+                str(theirs.fileno()),
+                "--parent-pid",
+                str(os.getpid()),
+                "--preload",
+                ",".join(self.preload),
+                pass_fds=[theirs.fileno()],
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                env=self.env,
+            )
+        theirs.close()
+        ours.setblocking(False)
+        self._sock = ours
+        self._ready = loop.create_future()
+        loop.add_reader(ours.fileno(), self._on_readable)
+        log.info("fork server started (pid %d), preloading %s", self._process.pid, ", ".join(self.preload))
+
+    def _on_readable(self) -> None:
+        assert self._sock is not None
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(self._sock, 1 << 16, 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                data, fds = b"", []
+            for fd in fds:
+                os.close(fd)
+            if not data:
+                self._on_lost()
+                return
+            self._on_message(json.loads(data))
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op == "ready" and self._ready is not None and not self._ready.done():
+            log.info("fork server ready after %.2f s of preloading", message["preload_seconds"])
+            self._ready.set_result(None)
+        elif op == "spawned":
+            future = self._spawns.pop(message["token"], None)
+            if future is not None and not future.done():
+                future.set_result(int(message["pid"]))
+        elif op == "exited":
+            listener = self._exits.pop(int(message["pid"]), None)
+            if listener is not None:
+                listener(int(message["returncode"]))
+
+    def _on_lost(self) -> None:
+        """The fork server died; its workers die with it. A new one starts on the next spawn."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
+        error = RuntimeError("the worker fork server exited")
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(error)
+        for future in self._spawns.values():
+            if not future.done():
+                future.set_exception(error)
+        self._spawns.clear()
+        self._exits.clear()
+        self._ready = None
+        log.warning("the worker fork server exited; it will be restarted on the next worker start")
+
+    async def spawn(
+        self, spec: WorkerSpec, worker_sock: socket.socket, log_fd: int, on_exit: Callable[[int], None]
+    ) -> int:
+        await self.ensure_started()
+        assert self._sock is not None
+        self._token += 1
+        token = self._token
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._spawns[token] = future
+        request = json.dumps({"op": "spawn", "token": token, "spec": spec.to_json()}).encode()
+        socket.send_fds(self._sock, [request], [worker_sock.fileno(), log_fd])
+        pid = await asyncio.wait_for(future, 30)
+        self._exits[pid] = on_exit
+        return pid
+
+    async def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()  # EOF: the fork server returns; its workers die with it
+        if self._process is not None and self._process.returncode is None:
+            try:
+                await asyncio.wait_for(self._process.wait(), 5)
+            except TimeoutError:
+                self._process.kill()
+                await self._process.wait()
+        self._ready = None
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.env = worker_environment(environ)
+        self.budget = ThreadBudget(settings.cpu_count)
+        self.forkserver = (
+            ForkServer(settings.workers.preload, self.env, settings.logs_dir / "forkserver.log")
+            if settings.workers.start_method == "fork"
+            else None
+        )
+        self._spawned: set[asyncio.subprocess.Process] = set()
+
+    async def start(self) -> None:
+        """Start the fork server now, so its imports overlap with everything else at start-up."""
+        if self.forkserver is not None:
+            await self.forkserver.ensure_started()
+
+    def capacity(self) -> PlacementProfile:
+        return PlacementProfile(
+            cpus=self.settings.cpu_count, memory_bytes=psutil.virtual_memory().total, gpus=_count_gpus()
+        )
+
+    async def spawn_worker(self, spec: WorkerSpec, profile: PlacementProfile, log_path: Path) -> LocalWorker:
+        loop = asyncio.get_running_loop()
+        worker = LocalWorker(
+            f"{spec.endpoint}/{spec.variant}/{spec.instance_id}/{spec.worker_index}",
+            spec,
+            self.budget,
+            log_path,
+        )
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            await loop.create_unix_connection(lambda: _WorkerProtocol(worker), sock=ours)
+            if self.forkserver is not None:
+                pid = await self.forkserver.spawn(spec, theirs, log_fd, worker.exit_code_known)
+            else:
+                pid = await self._spawn_fresh(spec, theirs, log_fd, worker)
+        except BaseException:
+            worker.kill("it could not be started")
+            raise
+        finally:
+            theirs.close()
+            os.close(log_fd)
+        worker.attach(pid)
+        return worker
+
+    async def _spawn_fresh(
+        self, spec: WorkerSpec, theirs: socket.socket, log_fd: int, worker: LocalWorker
+    ) -> int:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "moorage.worker.main",
+            "--fd",
+            str(theirs.fileno()),
+            "--spec",
+            spec.to_json(),
+            "--parent-pid",
+            str(os.getpid()),
+            pass_fds=[theirs.fileno()],
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=log_fd,
+            env=self.env,
+        )
+        self._spawned.add(process)
+
+        async def reap() -> None:
+            worker.exit_code_known(await process.wait())
+            self._spawned.discard(process)
+
+        asyncio.get_running_loop().create_task(reap())
+        return process.pid
+
+    async def close(self) -> None:
+        if self.forkserver is not None:
+            await self.forkserver.close()
+        for process in list(self._spawned):
+            if process.returncode is None:
+                process.kill()
+
+
+def _count_gpus() -> int:
+    """NVIDIA GPUs the driver exposes, found without importing torch (the server never does)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0

@@ -1,0 +1,155 @@
+"""`moorage serve`: the whole service on one machine: control plane, runtime, S3 store, workers.
+
+Start-up order matters for "ready in about a second": the ports open first (the server answers at
+once), the fork server imports torch in the background, and stored endpoints are brought back by the
+reconciler without blocking the control plane. Shutdown is the reverse: stop accepting, let
+requests in progress finish within the grace period, stop the workers, close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO
+
+from moorage.api.app import MainApp
+from moorage.api.control import ControlPlane
+from moorage.control.arns import ControlContext
+from moorage.api.runtime import RuntimeApi
+from moorage.backends.base import Backend
+from moorage.control.reconciler import Reconciler
+from moorage.control.store import Store
+from moorage.errors import ConfigError
+from moorage.httpd import HttpServer
+from moorage.runtime.metrics import Metrics
+from moorage.runtime.router import Router
+from moorage.settings import Settings
+
+__all__ = ["make_backend", "serve", "server_info"]
+
+log = logging.getLogger("moorage.serve")
+
+SERVER_INFO = "server.json"
+
+
+def make_backend(settings: Settings, environ: Mapping[str, str]) -> Backend:
+    """The configured backend; Ray is imported only when it is the one chosen."""
+    if settings.backend == "ray":
+        from moorage.backends.ray import RayBackend  # type: ignore[import-not-found,unused-ignore]
+
+        backend: Backend = RayBackend(settings, environ)
+        return backend
+    from moorage.backends.local import LocalBackend
+
+    return LocalBackend(settings, environ)
+
+
+def server_info(data_dir: Path) -> dict[str, object] | None:
+    """What a running server wrote about itself (URLs, pid), or None when none runs on this data dir."""
+    try:
+        info: dict[str, object] = json.loads((data_dir / SERVER_INFO).read_text())
+    except (OSError, ValueError):
+        return None
+    return info
+
+
+@contextlib.contextmanager
+def _exclusive(data_dir: Path) -> Iterator[IO[str]]:
+    """One server per data dir: two would both drive the same endpoints."""
+    lock_file = (data_dir / "server.lock").open("a+")
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.close()
+        raise ConfigError(f"Another moorage server is already using the data dir {data_dir}.") from None
+    try:
+        yield lock_file
+    finally:
+        lock_file.close()
+
+
+async def serve(settings: Settings, environ: Mapping[str, str], stop: asyncio.Event) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.data_dir, 0o700)
+    with _exclusive(settings.data_dir):
+        await _serve(settings, environ, stop)
+
+
+async def _serve(settings: Settings, environ: Mapping[str, str], stop: asyncio.Event) -> None:
+    info_path = settings.data_dir / SERVER_INFO
+    info_path.unlink(missing_ok=True)
+    store_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+    store = await asyncio.get_running_loop().run_in_executor(store_executor, Store, settings.db_path)
+    backend = make_backend(settings, environ)
+    router = Router(settings.account_id)
+    metrics = Metrics()
+    s3_server: HttpServer | None = None
+    if settings.s3_port is not None:
+        from moorage.s3 import build_s3_app
+
+        s3_server = HttpServer(
+            build_s3_app(settings.s3_dir, region=settings.region),
+            settings.host,
+            settings.s3_port,
+            settings.http,
+        )
+        await s3_server.start()
+    embedded_s3 = f"http://127.0.0.1:{s3_server.port}" if s3_server is not None else None
+    external_s3 = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+    reconciler = Reconciler(
+        store=store,
+        store_executor=store_executor,
+        router=router,
+        backend=backend,
+        settings=settings,
+        metrics=metrics,
+        s3_endpoint_url=None if external_s3 else embedded_s3,
+    )
+    control = ControlPlane(
+        store,
+        ControlContext(region=settings.region, account_id=settings.account_id),
+        reconciler,
+        store_executor,
+    )
+    app = MainApp(control, RuntimeApi(router, metrics, settings.region, settings.account_id), metrics)
+    server = HttpServer(app, settings.host, settings.port, settings.http)
+    await server.start()
+    warm = asyncio.get_running_loop().create_task(backend.start())
+    try:
+        await reconciler.recover()
+        url = f"http://{settings.host}:{server.port}"
+        info = {
+            "pid": os.getpid(),
+            "url": url,
+            "s3_url": s3_server and f"http://{settings.host}:{s3_server.port}",
+            "backend": backend.name,
+            "data_dir": str(settings.data_dir),
+        }
+        info_path.write_text(json.dumps(info))
+        log.info(
+            "moorage serving on %s (S3 store: %s, backend: %s, data: %s)",
+            url,
+            info["s3_url"] or "off",
+            backend.name,
+            settings.data_dir,
+        )
+        await stop.wait()
+        log.info("stopping: finishing requests in progress (up to %.0f s)", settings.workers.drain_grace_s)
+    finally:
+        info_path.unlink(missing_ok=True)
+        await server.shutdown(settings.workers.drain_grace_s)
+        await reconciler.close(settings.workers.drain_grace_s)
+        if s3_server is not None:
+            await s3_server.shutdown(5.0)
+        warm.cancel()
+        await backend.close()
+        await asyncio.get_running_loop().run_in_executor(store_executor, store.close)
+        store_executor.shutdown(wait=True)
+        log.info("stopped")

@@ -1,0 +1,305 @@
+"""The workers of one production variant, and the bounded queue of requests waiting for them.
+
+Every request submitted here ends in exactly one outcome, on every path (STYLE habit 13):
+- it is answered by a worker (`Answered`, whatever status the handler chose);
+- its worker dies under it (`Died`, with how the process ended);
+- its deadline passes (`TimedOut`): the deadline runs from arrival, and a worker that runs one
+  request longer than the timeout is killed (its replacement is the supervisor's job).
+
+A worker takes one request at a time (or one batch when batching is on), so "least busy" means "idle"
+and requests wait here, not behind a stuck worker. When batching is on, a free worker takes up to
+`batch_size` waiting requests, holding back at most `max_batch_delay_s` for a fuller batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+from collections import deque
+from dataclasses import dataclass
+
+from moorage.backends.base import WorkerHandle, WorkerLost
+from moorage.errors import ServiceUnavailable, ThrottlingException
+from moorage.runtime.outcomes import Answered, Died, Outcome, TimedOut
+from moorage.worker.protocol import Invoke, Reply
+
+__all__ = ["WorkerPool"]
+
+_request_ids = itertools.count(1)
+
+
+def next_request_id() -> int:
+    return next(_request_ids)
+
+
+@dataclass(eq=False)
+class _Slot:
+    handle: WorkerHandle
+    instance_id: str
+    busy: bool = False
+    lost: bool = False
+    idle_since: float = 0.0
+
+
+@dataclass(eq=False)
+class _Waiting:
+    message: Invoke
+    future: asyncio.Future[Outcome]
+    arrival: float
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(eq=False)
+class _Running:
+    slot: _Slot
+    remaining: int
+    kill_timer: asyncio.TimerHandle | None = None
+    timed_out: bool = False
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        name: str,
+        *,
+        timeout_s: float,
+        max_queue: int,
+        batch_size: int = 1,
+        max_batch_delay_s: float = 0.0,
+    ) -> None:
+        self.name = name
+        self.timeout_s = timeout_s
+        self.max_queue = max_queue
+        self.batch_size = max(1, batch_size)
+        self.max_batch_delay_s = max_batch_delay_s
+        self._loop = asyncio.get_running_loop()
+        self._slots: list[_Slot] = []
+        self._queue: deque[_Waiting] = deque()
+        self._next = 0
+        self._closed = False
+        self._expecting = True  # workers are starting; requests may wait for them
+        self._batch_timer: asyncio.TimerHandle | None = None
+        self._in_flight = 0
+        self._idle_event = asyncio.Event()
+        self._idle_event.set()
+        self._retire_event: asyncio.Event | None = None
+
+    # Membership (the supervisor calls these) ----------------------------------------------------
+    def add(self, handle: WorkerHandle, instance_id: str) -> None:
+        self._slots.append(_Slot(handle, instance_id, idle_since=self._loop.time()))
+        self._pump()
+
+    def remove(self, handle: WorkerHandle) -> None:
+        """Forget a worker that is gone; whatever it was running has already failed through WorkerLost."""
+        self._slots = [slot for slot in self._slots if slot.handle is not handle]
+        self._fail_queue_if_hopeless()
+
+    async def retire(self, handles: list[WorkerHandle], timeout: float) -> None:
+        """Send no more requests to these workers; return once they are idle (or `timeout` passes)."""
+        retiring = [slot for slot in self._slots if slot.handle in handles]
+        for slot in retiring:
+            slot.lost = True
+        deadline = self._loop.time() + timeout
+        while any(slot.busy for slot in retiring) and self._loop.time() < deadline:
+            self._retire_event = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._retire_event.wait(), deadline - self._loop.time())
+            except TimeoutError:
+                break
+        for slot in retiring:
+            self.remove(slot.handle)
+
+    def expect_workers(self, expecting: bool) -> None:
+        """Whether workers may still appear; if not and none are left, waiting requests fail (503)."""
+        self._expecting = expecting
+        self._fail_queue_if_hopeless()
+
+    @property
+    def ready_count(self) -> int:
+        return sum(1 for slot in self._slots if not slot.lost)
+
+    @property
+    def handles(self) -> list[WorkerHandle]:
+        return [slot.handle for slot in self._slots]
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    # Traffic ------------------------------------------------------------------------------------
+    def submit(self, message: Invoke) -> asyncio.Future[Outcome]:
+        """Queue a request; its future always resolves. Raises at once when it cannot even wait."""
+        if self._closed:
+            raise ServiceUnavailable("The endpoint is shutting down this variant; retry the request.")
+        if not self._slots and not self._expecting:
+            raise ServiceUnavailable("No instance of this variant is available to take the request.")
+        if len(self._queue) >= self.max_queue:
+            raise ThrottlingException(
+                f"Too many requests are waiting for this endpoint ({self.max_queue}); slow down and retry."
+            )
+        now = self._loop.time()
+        waiting = _Waiting(message, self._loop.create_future(), now)
+        waiting.timer = self._loop.call_at(now + self.timeout_s, self._expire, waiting)
+        self._queue.append(waiting)
+        self._in_flight += 1
+        self._idle_event.clear()
+        waiting.future.add_done_callback(self._on_done)
+        self._pump()
+        return waiting.future
+
+    def _on_done(self, future: asyncio.Future[Outcome]) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle_event.set()
+
+    def _expire(self, waiting: _Waiting) -> None:
+        waiting.timer = None
+        if not waiting.future.done():
+            waiting.future.set_result(TimedOut(self.timeout_s))
+
+    def _idle_slot(self) -> _Slot | None:
+        count = len(self._slots)
+        for offset in range(count):
+            slot = self._slots[(self._next + offset) % count]
+            if not slot.busy and not slot.lost:
+                self._next = (self._next + offset + 1) % count
+                return slot
+        return None
+
+    def _pump(self) -> None:
+        while self._queue:
+            while self._queue and self._queue[0].future.done():
+                self._queue.popleft()  # expired while waiting
+            if not self._queue:
+                return
+            slot = self._idle_slot()
+            if slot is None:
+                return
+            if self.batch_size > 1 and len(self._queue) < self.batch_size:
+                due = self._queue[0].arrival + self.max_batch_delay_s
+                if due > self._loop.time():
+                    # Undo the round-robin step: the slot was not used.
+                    self._next = (self._next - 1) % len(self._slots)
+                    if self._batch_timer is None:
+                        self._batch_timer = self._loop.call_at(due, self._batch_due)
+                    return
+            batch: list[_Waiting] = []
+            while self._queue and len(batch) < self.batch_size:
+                waiting = self._queue.popleft()
+                if not waiting.future.done():
+                    batch.append(waiting)
+            if batch:
+                self._dispatch(slot, batch)
+
+    def _batch_due(self) -> None:
+        self._batch_timer = None
+        self._pump_now()
+
+    def _pump_now(self) -> None:
+        """Dispatch whatever waits, even a partial batch (the delay has run out)."""
+        saved, self.max_batch_delay_s = self.max_batch_delay_s, 0.0
+        try:
+            self._pump()
+        finally:
+            self.max_batch_delay_s = saved
+
+    def _dispatch(self, slot: _Slot, batch: list[_Waiting]) -> None:
+        slot.busy = True
+        running = _Running(slot, remaining=len(batch))
+        running.kill_timer = self._loop.call_later(self.timeout_s, self._kill_slow, running)
+        futures = slot.handle.invoke([waiting.message for waiting in batch])
+        for waiting, future in zip(batch, futures, strict=True):
+            future.add_done_callback(functools.partial(self._on_reply, running, waiting))
+
+    def _kill_slow(self, running: _Running) -> None:
+        running.kill_timer = None
+        running.timed_out = True
+        running.slot.lost = True
+        running.slot.handle.kill(f"a request ran past the {self.timeout_s:g} s invocation timeout")
+
+    def _on_reply(self, running: _Running, waiting: _Waiting, future: asyncio.Future[Reply]) -> None:
+        outcome: Outcome
+        exception = future.exception() if not future.cancelled() else WorkerLost("the request was cancelled")
+        if exception is None:
+            outcome = Answered(future.result())
+        elif running.timed_out:
+            outcome = TimedOut(self.timeout_s)
+        else:
+            running.slot.lost = True
+            detail = exception.detail if isinstance(exception, WorkerLost) else repr(exception)
+            outcome = Died(detail)
+        if waiting.timer is not None:
+            waiting.timer.cancel()
+            waiting.timer = None
+        if not waiting.future.done():
+            waiting.future.set_result(outcome)
+        running.remaining -= 1
+        if running.remaining == 0:
+            if running.kill_timer is not None:
+                running.kill_timer.cancel()
+            running.slot.busy = False
+            running.slot.idle_since = self._loop.time()
+            if self._retire_event is not None:
+                self._retire_event.set()
+            self._pump()
+
+    def _fail_queue_if_hopeless(self) -> None:
+        if self._slots or self._expecting:
+            return
+        error = ServiceUnavailable("No instance of this variant is available to take the request.")
+        while self._queue:
+            waiting = self._queue.popleft()
+            if not waiting.future.done():
+                waiting.future.set_exception(error)
+
+    # Health pings (the supervisor uses these between requests) -----------------------------------
+    def reserve_idle(self, idle_for: float) -> list[WorkerHandle]:
+        """Mark workers idle for at least `idle_for` seconds as busy, so a ping is not overtaken."""
+        now = self._loop.time()
+        reserved = []
+        for slot in self._slots:
+            if not slot.busy and not slot.lost and now - slot.idle_since >= idle_for:
+                slot.busy = True
+                reserved.append(slot.handle)
+        return reserved
+
+    def release(self, handle: WorkerHandle) -> None:
+        for slot in self._slots:
+            if slot.handle is handle:
+                slot.busy = False
+                slot.idle_since = self._loop.time()
+        self._pump()
+
+    # Shutdown and hand-over ---------------------------------------------------------------------
+    def stop_accepting(self) -> None:
+        """Refuse new requests; those already accepted (running or queued) still get served."""
+        self._closed = True
+
+    def close(self) -> list[_Waiting]:
+        """Take no new requests; return those still waiting so another pool can adopt them."""
+        self._closed = True
+        waiting = [w for w in self._queue if not w.future.done()]
+        self._queue.clear()
+        return waiting
+
+    def adopt(self, waiting: list[_Waiting]) -> None:
+        """Take over requests queued on a pool that is being retired (blue/green hand-over)."""
+        for item in waiting:
+            self._queue.append(item)
+            self._in_flight += 1
+            self._idle_event.clear()
+            item.future.add_done_callback(self._on_done)
+        self._pump()
+
+    async def drain(self, timeout: float) -> bool:
+        """Until every request submitted here has its outcome (or `timeout`); True if all did."""
+        try:
+            await asyncio.wait_for(self._idle_event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False

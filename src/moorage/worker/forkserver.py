@@ -1,0 +1,158 @@
+"""The fork server: a clean process that imports torch once and forks a worker on request.
+
+Importing torch and torchvision costs about 4 s here (torchvision pulls in torch._dynamo). Paying it
+once, in a process that has done nothing else, lets every new worker start with those modules
+already loaded and share their memory pages with its siblings (copy-on-write), so N instances do not
+pay N times for imports (issue: "fast start").
+
+It must stay fork-safe: single-threaded, no torch operation that starts OpenMP's thread pool, no
+CUDA initialisation. It talks to the server over a SOCK_SEQPACKET socket: one JSON object per
+message, with the worker's socket and log file passed as file descriptors (SCM_RIGHTS).
+
+    server → fork server   {"op": "spawn", "token": n, "spec": <WorkerSpec JSON>}  + fds [ipc, log]
+    fork server → server   {"op": "ready", "pid": p, "preload_seconds": s}
+                           {"op": "spawned", "token": n, "pid": p}
+                           {"op": "exited", "pid": p, "returncode": rc}   (rc < 0: killed by signal -rc)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+from typing import Any
+
+from moorage.worker.lifetime import die_with_parent
+from moorage.worker.protocol import WorkerSpec
+
+__all__ = ["main"]
+
+
+def _send(ctl: socket.socket, message: dict[str, Any]) -> None:
+    ctl.send(json.dumps(message).encode())
+
+
+def _preload(modules: list[str]) -> None:
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # an optional module that is not installed is not an error
+            print(f"fork server: could not preload {name}: {exc}", file=sys.stderr, flush=True)
+
+
+def _run_child(
+    spec_json: str, worker_fd: int, log_fd: int, ctl: socket.socket, wake_fds: tuple[int, int]
+) -> None:
+    """In the forked child: become a worker. Never returns."""
+    code = 1
+    try:
+        ctl.close()
+        for fd in wake_fds:
+            os.close(fd)
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        die_with_parent(os.getppid())
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        _reseed()
+        from moorage.worker.main import run
+
+        code = run(socket.socket(fileno=worker_fd), WorkerSpec.from_json(spec_json))
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _reseed() -> None:
+    """Give each worker its own random state; forked children would otherwise share the parent's."""
+    if "numpy" in sys.modules:
+        import numpy
+
+        numpy.random.seed()
+    if "torch" in sys.modules:
+        import torch
+
+        torch.seed()
+
+
+def _reap(ctl: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _send(ctl, {"op": "exited", "pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+
+
+def serve(ctl: socket.socket, preload: list[str]) -> None:
+    started = time.monotonic()
+    _preload(preload)
+    gc.collect()
+    gc.freeze()  # keep the collector from touching (and so copying) the preloaded objects in children
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _send(ctl, {"op": "ready", "pid": os.getpid(), "preload_seconds": time.monotonic() - started})
+    while True:
+        try:
+            readable, _, _ = select.select([ctl.fileno(), wake_read], [], [])
+        except InterruptedError:
+            continue
+        if wake_read in readable:
+            os.read(wake_read, 4096)
+            _reap(ctl)
+        if ctl.fileno() not in readable:
+            continue
+        data, fds, _, _ = socket.recv_fds(ctl, 1 << 20, 4)
+        if not data:
+            return  # the server is gone; the workers follow through their own death signal
+        request = json.loads(data)
+        if request.get("op") != "spawn" or len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            continue
+        worker_fd, log_fd = fds
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _run_child(request["spec"], worker_fd, log_fd, ctl, (wake_read, wake_write))
+        os.close(worker_fd)
+        os.close(log_fd)
+        _send(ctl, {"op": "spawned", "token": request["token"], "pid": pid})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="moorage's worker fork server (started by the server)")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--parent-pid", type=int, required=True)
+    parser.add_argument("--preload", default="")
+    args = parser.parse_args()
+    die_with_parent(args.parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server owns shutdown
+    ctl = socket.socket(fileno=args.fd)
+    serve(ctl, [name for name in args.preload.split(",") if name])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

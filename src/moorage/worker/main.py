@@ -1,0 +1,217 @@
+"""One worker process: load the model once, then answer requests until the server hangs up.
+
+This is an ordinary blocking loop (STYLE habit 8): read a frame, run the handler chain, write the
+reply. It never dies of a handler error (the pipeline turns every exception into an error reply); it
+exits when the server closes the socket, and is killed from outside when it hangs or the server dies.
+
+Run by the fork server (`worker/forkserver.py`) after a fork, or as `python -m moorage.worker.main`
+when workers are spawned fresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections import deque
+
+from moorage.worker.lifetime import die_with_parent
+from moorage.worker.protocol import (
+    REPLY_TOO_LARGE,
+    Invoke,
+    LoadFailed,
+    Message,
+    Ping,
+    Pong,
+    ProtocolError,
+    Ready,
+    Reply,
+    WorkerSpec,
+    decode,
+    encode,
+    split_frames,
+)
+
+__all__ = ["Channel", "run"]
+
+log = logging.getLogger("moorage.worker")
+
+
+class Channel:
+    """The worker's end of the socket: blocking frame reads and writes."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buffer = bytearray()
+        self._frames: deque[bytes] = deque()
+
+    def receive(self) -> Message | None:
+        """The next message, or None when the server has closed the connection."""
+        while not self._frames:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                return None
+            self._buffer += data
+            self._frames.extend(split_frames(self._buffer))
+        return decode(self._frames.popleft())
+
+    def send(self, message: Message) -> None:
+        self.sock.sendall(b"".join(encode(message)))
+
+
+def _configure_process(spec: WorkerSpec) -> None:
+    """Give user code the environment SageMaker's container gives it (spec must-match 13 and 14)."""
+    os.environ.update(spec.environment)
+    if spec.gpu_id is not None:
+        # Set before CUDA initialises, so `torch.device("cuda")` in user code means this worker's GPU
+        # (SageMaker's default handlers put every worker on GPU 0; we spread them).
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.gpu_id)
+    if spec.memory_limit_bytes:
+        resource.setrlimit(resource.RLIMIT_DATA, (spec.memory_limit_bytes, spec.memory_limit_bytes))
+    # The server owns shutdown: Ctrl+C in its terminal must not kill workers mid-request.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.chdir(spec.model_dir)
+    front = [path for path in (spec.code_dir, spec.model_dir, spec.deps_dir) if path]
+    sys.path[:0] = [path for path in front if path not in sys.path]
+    level = int(spec.environment.get("SAGEMAKER_CONTAINER_LOG_LEVEL", logging.INFO))
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format=f"%(asctime)s [worker {spec.worker_index} pid {os.getpid()}] %(levelname)s %(name)s: "
+        "%(message)s",
+        force=True,
+    )
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+
+
+def run(sock: socket.socket, spec: WorkerSpec) -> int:
+    """Load the model, report Ready (or LoadFailed), then serve; returns the process exit code."""
+    _configure_process(spec)
+    channel = Channel(sock)
+    started = time.monotonic()
+    try:
+        import torch
+
+        from moorage.handler.pipeline import Handler, HandlerOptions
+
+        handler = Handler.load(
+            model_dir=spec.model_dir_path,
+            program=spec.program,
+            options=HandlerOptions(
+                default_accept=spec.default_accept,
+                npy_allow_pickle=spec.npy_allow_pickle,
+                tracebacks_in_errors=spec.tracebacks_in_errors,
+                gpu_id=spec.gpu_id,
+                batch_size=spec.batch_size,
+            ),
+        )
+        torch.set_num_threads(max(1, spec.torch_threads or spec.max_threads))
+    except BaseException as exc:  # model_fn may raise anything, SystemExit included
+        detail = traceback.format_exc()
+        log.error("model loading failed for %s/%s:\n%s", spec.endpoint, spec.variant, detail)
+        channel.send(LoadFailed(error=f"{type(exc).__name__}: {exc}", detail=detail))
+        return 1
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    load_seconds = time.monotonic() - started
+    log.info("model loaded in %.2f s for endpoint %s, variant %s", load_seconds, spec.endpoint, spec.variant)
+    channel.send(Ready(pid=os.getpid(), load_seconds=load_seconds, device=device))
+    _serve(channel, handler, spec)
+    return 0
+
+
+def _serve(channel: Channel, handler: object, spec: WorkerSpec) -> None:
+    import torch
+
+    from moorage.handler.pipeline import Handler, HandlerRequest
+
+    assert isinstance(handler, Handler)
+    threads = torch.get_num_threads()
+    batching = spec.batch_size > 1
+    while True:
+        message = channel.receive()
+        if message is None:
+            return
+        if isinstance(message, Ping):
+            channel.send(Pong(message.token))
+            continue
+        if not isinstance(message, Invoke):
+            raise ProtocolError(f"worker cannot handle message kind {message.kind}")
+        batch = [message]
+        while len(batch) < message.batch_size:
+            more = channel.receive()
+            if not isinstance(more, Invoke):
+                raise ProtocolError("a batch was cut short")
+            batch.append(more)
+        if message.threads and message.threads != threads:
+            torch.set_num_threads(message.threads)
+            threads = message.threads
+        requests = [
+            HandlerRequest(
+                body=item.body,
+                content_type=item.content_type,
+                accept=item.accept,
+                headers=item.headers,
+                request_id=str(item.request_id),
+            )
+            for item in batch
+        ]
+        started = time.perf_counter()
+        responses = handler.transform_batch(requests) if batching else [handler.transform(requests[0])]
+        model_us = int((time.perf_counter() - started) * 1e6)
+        for item, response in zip(batch, responses, strict=True):
+            if response.log:
+                log.error(
+                    "request %d failed with status %d:\n%s", item.request_id, response.status, response.log
+                )
+            channel.send(dataclasses.replace(_reply(item.request_id, response, spec), model_us=model_us))
+
+
+def _reply(request_id: int, response: object, spec: WorkerSpec) -> Reply:
+    from moorage.handler.pipeline import HandlerResponse
+
+    assert isinstance(response, HandlerResponse)
+    if len(response.body) > spec.max_response_bytes:
+        log.error(
+            "request %d: the handler returned %d bytes, over the %d-byte response limit",
+            request_id,
+            len(response.body),
+            spec.max_response_bytes,
+        )
+        return Reply(request_id, 500, b"", None, "Response too large", (), REPLY_TOO_LARGE)
+    unsafe = [
+        value
+        for value in (response.content_type, *(v for _, v in response.headers))
+        if value and ("\r" in value or "\n" in value)
+    ]
+    if unsafe:
+        message = f"The handler returned a header value with CR or LF, which HTTP forbids: {unsafe[0]!r}"
+        log.error("request %d: %s", request_id, message)
+        return Reply(request_id, 500, message.encode(), None, message)
+    return Reply(
+        request_id, response.status, response.body, response.content_type, response.reason, response.headers
+    )
+
+
+def main() -> int:
+    """Entry point when spawned fresh: `python -m moorage.worker.main --fd N --spec JSON`."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("--parent-pid", type=int, required=True)
+    args = parser.parse_args()
+    die_with_parent(args.parent_pid)
+    sock = socket.socket(fileno=args.fd)
+    return run(sock, WorkerSpec.from_json(args.spec))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

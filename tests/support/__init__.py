@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: servers in background threads, artifact builders, clients."""
