@@ -113,7 +113,9 @@ class WorkerSettings:
     # memory); "spawn": each worker is a fresh interpreter (slower; for platforms without fork).
     start_method: Literal["fork", "spawn"] = "fork"
     # Imported once by the fork server so that every worker starts with them already loaded.
-    preload: tuple[str, ...] = ("numpy", "torch", "torchvision", "PIL.Image", "requests")
+    preload: tuple[str, ...] = (
+        "numpy", "torch", "torchvision", "PIL.Image", "requests", "moorage.handler.pipeline"
+    )
     # SageMaker's NPY decoder unpickles object arrays; moorage refuses unless this is turned on.
     npy_allow_pickle: bool = False
     # SageMaker puts the handler's traceback in the error body; moorage logs it instead unless asked.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -21,6 +22,10 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
         stop = asyncio.Event()
 
         async def wrapper() -> None:
+            # Everything imported so far lives as long as the process; keep the garbage collector from
+            # walking it on every full pass (those pauses showed up as 40 ms p99 spikes).
+            gc.collect()
+            gc.freeze()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
