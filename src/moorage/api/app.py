@@ -1,39 +1,43 @@
 """The routes of `moorage serve`'s main port, and the last-resort error boundary around them.
 
-POST /                                   control plane (X-Amz-Target: SageMaker.<Operation>)
-POST /endpoints/{name}/invocations       InvokeEndpoint
-GET  /ping                               the server itself is up (not an endpoint's health)
-GET  /metrics                            Prometheus text, SageMaker's CloudWatch metric names
+POST /  with X-Amz-Target: <Prefix>.<Operation>   AWS JSON 1.1 services, by target prefix:
+                                                  SageMaker (control plane), and any other
+                                                  service registered in `json_services`
+POST /endpoints/{name}/invocations                InvokeEndpoint
+GET  /ping                                        the server itself is up (not an endpoint's health)
+GET  /metrics                                     Prometheus text, SageMaker's CloudWatch names
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
-from moorage.api.control import ControlPlane
 from moorage.api.errors import control_error, new_request_id
 from moorage.api.runtime import RuntimeApi, parse_invocation_path
 from moorage.errors import AuthError, InternalFailure, UnknownOperationException
 from moorage.httpd import Request, Response, StreamingResponse
 from moorage.runtime.metrics import Metrics, render_prometheus
 
-__all__ = ["MainApp"]
+__all__ = ["Authenticate", "JsonService", "MainApp"]
 
 log = logging.getLogger("moorage.api")
 
 Authenticate = Callable[[Request], Awaitable[None]]
+# An AWS JSON 1.1 service: gets the whole request (the X-Amz-Target names the operation).
+JsonService = Callable[[Request], Awaitable[Response]]
 
 
 class MainApp:
     def __init__(
         self,
-        control: ControlPlane,
+        json_services: Mapping[str, JsonService],
         runtime: RuntimeApi,
         metrics: Metrics,
         authenticate: Authenticate | None = None,
     ) -> None:
-        self.control = control
+        """`json_services` maps an X-Amz-Target prefix (e.g. "SageMaker") to its handler."""
+        self.json_services = dict(json_services)
         self.runtime = runtime
         self.metrics = metrics
         self.authenticate = authenticate
@@ -57,7 +61,14 @@ class MainApp:
             await self.authenticate(request)
         if method == "POST":
             if path == "/":
-                return await self.control.handle(request)
+                target = request.headers.get("x-amz-target") or ""
+                service = self.json_services.get(target.partition(".")[0])
+                if service is not None:
+                    return await service(request)
+                return control_error(
+                    UnknownOperationException(f"No service answers X-Amz-Target {target!r} here."),
+                    new_request_id(),
+                )
             endpoint = parse_invocation_path(path)
             if endpoint is not None:
                 return await self.runtime.invoke_endpoint(request, endpoint)

@@ -21,9 +21,9 @@ from typing import IO
 
 from moorage.api.app import MainApp
 from moorage.api.control import ControlPlane
-from moorage.control.arns import ControlContext
 from moorage.api.runtime import RuntimeApi
 from moorage.backends.base import Backend
+from moorage.control.arns import ControlContext
 from moorage.control.reconciler import Reconciler
 from moorage.control.store import Store
 from moorage.errors import ConfigError
@@ -118,7 +118,8 @@ async def _serve(settings: Settings, environ: Mapping[str, str], stop: asyncio.E
         reconciler,
         store_executor,
     )
-    app = MainApp(control, RuntimeApi(router, metrics, settings.region, settings.account_id), metrics)
+    json_services = {"SageMaker": control.handle}
+    app = MainApp(json_services, RuntimeApi(router, metrics, settings.region, settings.account_id), metrics)
     server = HttpServer(app, settings.host, settings.port, settings.http)
     await server.start()
     warm = asyncio.get_running_loop().create_task(backend.start())

@@ -1,0 +1,138 @@
+"""`moorage serve` and `moorage serve-model`: the long-running commands."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import os
+from pathlib import Path
+
+from moorage.errors import ConfigError
+from moorage.settings import Settings
+
+__all__ = ["check_bind", "register"]
+
+EXIT_OK = 0
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _add_serve(commands)
+    _add_serve_model(commands)
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="run the SageMaker-compatible service (control plane, runtime, S3 store)",
+        description=(
+            "Run moorage: SageMaker's control plane and InvokeEndpoint on --port, an S3-compatible store "
+            "on --s3-port, state in --data-dir. Point clients at it with "
+            "AWS_ENDPOINT_URL_SAGEMAKER / AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME / AWS_ENDPOINT_URL_S3."
+        ),
+    )
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, help="port of the SageMaker API (default 8080; 0 picks a free one)"
+    )
+    parser.add_argument("--s3-port", type=int, help="port of the embedded S3 store (default 9000)")
+    parser.add_argument("--no-s3", action="store_true", help="do not run the embedded S3 store")
+    parser.add_argument("--data-dir", help="state, artifact cache and logs (default ~/.local/share/moorage)")
+    parser.add_argument("--backend", choices=("local", "ray"), help="where instances run (default local)")
+    parser.add_argument("--ray-address", help="Ray cluster to join with --backend ray (default: start one)")
+    parser.add_argument("--auth", choices=("none", "sigv4"), help="request authentication (default none)")
+    parser.add_argument(
+        "--allow-public-bind",
+        action="store_true",
+        default=None,
+        help="allow a non-loopback --host while --auth is none",
+    )
+    parser.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from moorage.launch.loop import run_until_signalled
+    from moorage.launch.serve import serve
+
+    settings = Settings.from_environ(
+        os.environ,
+        host=args.host,
+        port=args.port,
+        s3_port=args.s3_port,
+        data_dir=args.data_dir,
+        backend=args.backend,
+        ray_address=args.ray_address,
+        auth=args.auth,
+        allow_public_bind=args.allow_public_bind,
+    )
+    if args.no_s3:
+        settings = dataclasses.replace(settings, s3_port=None)
+    check_bind(settings.host, settings.allow_public_bind, auth_on=settings.auth != "none")
+    environ = dict(os.environ)
+    run_until_signalled(lambda stop: serve(settings, environ, stop))
+    return EXIT_OK
+
+
+def _add_serve_model(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "serve-model",
+        help="serve one model on /ping and /invocations, as a SageMaker container does",
+        description=(
+            "Serve one model.tar.gz (or an extracted model directory) exactly as SageMaker's PyTorch "
+            "container does: GET /ping and POST /invocations. MODEL_DATA is a local path, file://, "
+            "s3:// or https:// URL."
+        ),
+    )
+    parser.add_argument("model_data", metavar="MODEL_DATA")
+    parser.add_argument("--entry-point", help="the handler file (default: code/inference.py in the archive)")
+    parser.add_argument("--source-dir", help="directory holding the entry point and its modules")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: SAGEMAKER_BIND_TO_PORT, else 8080)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (default: SAGEMAKER_MODEL_SERVER_WORKERS, else one per CPU core)",
+    )
+    parser.add_argument("--data-dir", help="where the artifact cache lives (default: ~/.local/share/moorage)")
+    parser.add_argument("--log-file", type=Path, help="write the workers' output here instead of stderr")
+    parser.add_argument(
+        "--allow-public-bind",
+        action="store_true",
+        help="allow listening on a non-loopback address (there is no authentication)",
+    )
+    parser.set_defaults(func=_serve_model)
+
+
+def _serve_model(args: argparse.Namespace) -> int:
+    from moorage.launch.loop import run_until_signalled
+    from moorage.launch.serve_model import ServeModelOptions, serve_model
+
+    settings = Settings.from_environ(os.environ, data_dir=args.data_dir)
+    check_bind(args.host, args.allow_public_bind or settings.allow_public_bind, auth_on=False)
+    options = ServeModelOptions(
+        model_data=args.model_data,
+        entry_point=args.entry_point,
+        source_dir=args.source_dir,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_file=args.log_file,
+    )
+    environ = dict(os.environ)
+    run_until_signalled(lambda stop: serve_model(settings, options, environ, stop))
+    return EXIT_OK
+
+
+def check_bind(host: str, allowed: bool, *, auth_on: bool) -> None:
+    """Refuse to expose an unauthenticated server beyond this machine unless told so explicitly."""
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not auth_on and not allowed:
+        raise ConfigError(
+            f"Refusing to listen on {host} without authentication: anyone who can reach it could run code "
+            "through it. Use --auth sigv4, or pass --allow-public-bind if you really mean it."
+        )
