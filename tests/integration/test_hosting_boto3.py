@@ -512,3 +512,25 @@ def test_kill_9_and_restart_loses_nothing(tmp_path: Path, artifacts: Any) -> Non
     finally:
         second.stop()
     assert not wait_until_gone(first.tag)
+
+
+def test_response_streaming_relays_the_answer_as_payload_parts(server: RunningServer, faulty: str) -> None:
+    """Must-match 25: InvokeEndpointWithResponseStream, event-stream framed, read by unchanged boto3."""
+    runtime = server.client("sagemaker-runtime")
+    response = runtime.invoke_endpoint_with_response_stream(
+        EndpointName=faulty,
+        Body=json.dumps({"action": "big", "bytes": 600_000}),
+        ContentType="application/json",
+        Accept="application/json",
+        CustomAttributes="trace=stream",
+    )
+    assert response["ContentType"] == "application/json"
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+    parts = [event["PayloadPart"]["Bytes"] for event in response["Body"]]
+    assert len(parts) >= 2  # 600 kB arrives in more than one part
+    assert json.loads(b"".join(parts))["big"] == "x" * 600_000
+    with pytest.raises(ClientError) as caught:
+        runtime.invoke_endpoint_with_response_stream(
+            EndpointName=faulty, Body=b'{"action": "raise", "where": "predict_fn"}', ContentType="application/json"
+        )
+    assert caught.value.response["Error"]["Code"] == "ModelError"

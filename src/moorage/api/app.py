@@ -4,6 +4,7 @@ POST /  with X-Amz-Target: <Prefix>.<Operation>   AWS JSON 1.1 services, by targ
                                                   SageMaker (control plane), and any other
                                                   service registered in `json_services`
 POST /endpoints/{name}/invocations                InvokeEndpoint
+POST /endpoints/{name}/invocations-response-stream  InvokeEndpointWithResponseStream
 GET  /ping                                        the server itself is up (not an endpoint's health)
 GET  /metrics                                     Prometheus text, SageMaker's CloudWatch names
 """
@@ -69,9 +70,10 @@ class MainApp:
                     UnknownOperationException(f"No service answers X-Amz-Target {target!r} here."),
                     new_request_id(),
                 )
-            endpoint = parse_invocation_path(path)
-            if endpoint is not None:
-                return await self.runtime.invoke_endpoint(request, endpoint)
+            invocation = parse_invocation_path(path)
+            if invocation is not None:
+                endpoint, streaming = invocation
+                return await self.runtime.invoke_endpoint(request, endpoint, streaming=streaming)
         if method == "GET" and path == "/metrics":
             body = render_prometheus(self.metrics).encode()
             return Response(200, body, [("Content-Type", "text/plain; version=0.0.4")])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from moorage.api.container import forwarded_headers
 from moorage.api.errors import new_request_id, runtime_error
+from moorage.api.eventstream import payload_part
 from moorage.errors import ModelError, MoorageError, ValidationError
 from moorage.httpd import Request, Response
 from moorage.runtime.metrics import Metrics
@@ -26,13 +27,15 @@ from moorage.worker.protocol import Invoke
 __all__ = ["RuntimeApi", "parse_invocation_path"]
 
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
-_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
+_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<kind>invocations|invocations-response-stream)$")
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+_STREAM_PART_BYTES = 256 * 1024
 
 
-def parse_invocation_path(path: str) -> str | None:
+def parse_invocation_path(path: str) -> tuple[str, bool] | None:
+    """(endpoint name, whether the response is streamed) for a runtime path, else None."""
     match = _PATH.match(path)
-    return match["name"] if match else None
+    return (match["name"], match["kind"] != "invocations") if match else None
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,9 @@ class RuntimeApi:
         self.region = region
         self.account = account
 
-    async def invoke_endpoint(self, request: Request, endpoint: str) -> Response:
+    async def invoke_endpoint(self, request: Request, endpoint: str, *, streaming: bool = False) -> Response:
+        """InvokeEndpoint, or InvokeEndpointWithResponseStream when `streaming` (its Accept header is
+        X-Amzn-SageMaker-Accept and its answer is event-stream framed, spec §4.5)."""
         request_id = new_request_id()
         started = time.perf_counter()
         variant_name = ""
@@ -109,15 +114,16 @@ class RuntimeApi:
             body = await request.body(MAX_PAYLOAD_BYTES)
             variant = self.router.resolve(endpoint, checked.target_variant)
             variant_name = variant.name
+            accept = request.headers.get("x-amzn-sagemaker-accept" if streaming else "accept")
             message = Invoke(
                 request_id=next_request_id(),
                 body=body,
                 content_type=request.headers.get("content-type"),
-                accept=request.headers.get("accept"),
+                accept=accept,
                 headers=forwarded_headers(request),
             )
             outcome = await variant.pool.submit(message)
-            response = self._respond(endpoint, variant_name, outcome, request_id)
+            response = self._respond(endpoint, variant_name, outcome, request_id, streaming)
         except MoorageError as exc:
             response = runtime_error(exc, request_id)
             if exc.status == 413:
@@ -136,15 +142,27 @@ class RuntimeApi:
             )
         return response
 
-    def _respond(self, endpoint: str, variant: str, outcome: Outcome, request_id: str) -> Response:
+    def _respond(
+        self, endpoint: str, variant: str, outcome: Outcome, request_id: str, streaming: bool
+    ) -> Response:
         if isinstance(outcome, Answered) and not outcome.reply.too_large and outcome.reply.status < 300:
             reply = outcome.reply
             headers = [("x-Amzn-Invoked-Production-Variant", variant), ("x-amzn-RequestId", request_id)]
-            if reply.content_type is not None:
-                headers.append(("Content-Type", reply.content_type))
             headers += [
                 (name, value) for name, value in reply.headers if name.lower() == CUSTOM_ATTRIBUTES.lower()
             ]
+            if streaming:
+                # The handler chain answers in one piece; it is relayed as PayloadPart events.
+                if reply.content_type is not None:
+                    headers.append(("X-Amzn-SageMaker-Content-Type", reply.content_type))
+                headers.append(("Content-Type", "application/vnd.amazon.eventstream"))
+                parts = [
+                    payload_part(reply.body[start : start + _STREAM_PART_BYTES])
+                    for start in range(0, len(reply.body), _STREAM_PART_BYTES)
+                ]
+                return Response(200, b"".join(parts), headers)
+            if reply.content_type is not None:
+                headers.append(("Content-Type", reply.content_type))
             return Response(200, reply.body, headers)
         response = runtime_error(self._model_error(endpoint, outcome), request_id)
         response.headers.append(("x-Amzn-Invoked-Production-Variant", variant))
