@@ -17,6 +17,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import math
 import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, cast
@@ -83,7 +84,7 @@ class HttpProtocol(asyncio.Protocol):
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         # Deadlines: one timer, re-armed as the connection moves between phases.
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = math.inf
         self._phase = "idle"  # idle | headers | body | busy
         self._body_deadline = 0.0
         self._last_data = 0.0
@@ -382,41 +383,36 @@ class HttpProtocol(asyncio.Protocol):
             # The client was not at fault while we held it back.
             self._last_data = self.loop.time()
 
+    # Deadlines are plain numbers checked by the server's sweeper (server.py) a few times a second,
+    # so a request costs no timer of its own.
     def _arm(self, phase: str, delay: float) -> None:
-        self._cancel_timer()
         self._phase = phase
-        self._timer = self.loop.call_later(delay, self._on_timeout)
+        self._deadline = self.loop.time() + delay
 
     def _arm_body_timer(self) -> None:
-        self._cancel_timer()
-        due = min(self._last_data + self.limits.body_idle_timeout_s, self._body_deadline)
-        self._timer = self.loop.call_at(max(due, self.loop.time() + 0.01), self._on_timeout)
+        self._deadline = 0.0  # in the body phase the deadline follows the body's own clocks
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = math.inf
 
-    def _on_timeout(self) -> None:
-        self._timer = None
-        if self._closing or self.transport is None:
+    def check_deadline(self, now: float) -> None:
+        """Enforce the current phase's deadline; called by the sweeper."""
+        if self._closing or self.transport is None or self._deadline == math.inf:
             return
         if self._phase == "idle":
-            self._closing = True
-            self.transport.close()
+            if now >= self._deadline:
+                self._closing = True
+                self.transport.close()
         elif self._phase == "headers":
-            self._reject(408, "Request headers were not received in time.")
+            if now >= self._deadline:
+                self._reject(408, "Request headers were not received in time.")
         elif self._phase == "body":
             if self._reading_paused_by_body or self._reading_paused_by_pipeline or self._continue_pending:
-                self._arm_body_timer()  # we are the ones holding the client back
-                return
-            now = self.loop.time()
+                return  # we are the ones holding the client back
             if now - self._last_data >= self.limits.body_idle_timeout_s or now >= self._body_deadline:
                 if self._parsing is not None:
                     self._parsing.reader.fail(TimeoutError("request body was not received in time"))
                 self._reject(408, "Request body was not received in time.")
-            else:
-                self._arm_body_timer()
 
     def _close_after_response(self, *, lingering: bool) -> None:
         """Close once the response is written. If the client may still be sending a body we refused,
@@ -431,7 +427,7 @@ class HttpProtocol(asyncio.Protocol):
         self._lingering = True
         self.transport.write_eof()
         self.transport.resume_reading()
-        self._timer = self.loop.call_later(_LINGER_S, self.transport.close)
+        self.loop.call_later(_LINGER_S, self.transport.close)
 
     def _reject(self, status: int, message: str) -> None:
         """Answer an unparseable or too-slow request and hang up; no app code runs for it."""

@@ -60,7 +60,10 @@ class HttpServer:
         self.limits = limits
         self.registry = ConnectionRegistry(limits.max_connections)
         self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.port = port
+        shortest = min(limits.header_timeout_s, limits.body_idle_timeout_s, limits.keepalive_timeout_s)
+        self.sweep_interval = min(1.0, max(0.02, shortest / 4))
 
     async def start(self) -> None:
         from moorage.httpd.protocol import HttpProtocol
@@ -75,11 +78,23 @@ class HttpServer:
             lambda: HttpProtocol(self.app, self.limits, self.registry), sock=sock, backlog=2048
         )
         self.port = sock.getsockname()[1]
+        self._sweeper = loop.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Enforce every connection's deadline (slow headers, stalled bodies, idle keep-alives)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            now = loop.time()
+            for connection in list(self.registry.connections):
+                connection.check_deadline(now)
 
     async def shutdown(self, grace_s: float) -> None:
         """Stop accepting; finish what is in progress within `grace_s`; then close everything."""
         if self._server is None:
             return
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         self._server.close()
         self.registry.draining = True
         for connection in list(self.registry.connections):

@@ -47,14 +47,15 @@ class _Waiting:
     message: Invoke
     future: asyncio.Future[Outcome]
     arrival: float
-    timer: asyncio.TimerHandle | None = None
+    deadline: float  # the client's: arrival + timeout
 
 
 @dataclass(eq=False)
 class _Running:
     slot: _Slot
+    batch: list[_Waiting]
+    kill_at: float  # the worker's: dispatch + timeout
     remaining: int
-    kill_timer: asyncio.TimerHandle | None = None
     timed_out: bool = False
 
 
@@ -84,6 +85,10 @@ class WorkerPool:
         self._idle_event = asyncio.Event()
         self._idle_event.set()
         self._retire_event: asyncio.Event | None = None
+        self._running: set[_Running] = set()
+        self._tick: asyncio.TimerHandle | None = None
+        # Deadlines are enforced to within this; a twentieth of the timeout, at most 0.1 s.
+        self._tick_interval = min(0.1, max(0.005, timeout_s / 20))
 
     # Membership (the supervisor calls these) ----------------------------------------------------
     def add(self, handle: WorkerHandle, instance_id: str) -> None:
@@ -143,9 +148,9 @@ class WorkerPool:
                 f"Too many requests are waiting for this endpoint ({self.max_queue}); slow down and retry."
             )
         now = self._loop.time()
-        waiting = _Waiting(message, self._loop.create_future(), now)
-        waiting.timer = self._loop.call_at(now + self.timeout_s, self._expire, waiting)
+        waiting = _Waiting(message, self._loop.create_future(), now, now + self.timeout_s)
         self._queue.append(waiting)
+        self._watch_deadlines()
         self._in_flight += 1
         self._idle_event.clear()
         waiting.future.add_done_callback(self._on_done)
@@ -157,10 +162,25 @@ class WorkerPool:
         if self._in_flight == 0:
             self._idle_event.set()
 
-    def _expire(self, waiting: _Waiting) -> None:
-        waiting.timer = None
-        if not waiting.future.done():
-            waiting.future.set_result(TimedOut(self.timeout_s))
+    # Deadlines: one tick timer per pool while anything is in flight, instead of two timers a request.
+    def _watch_deadlines(self) -> None:
+        if self._tick is None:
+            self._tick = self._loop.call_later(self._tick_interval, self._check_deadlines)
+
+    def _check_deadlines(self) -> None:
+        self._tick = None
+        now = self._loop.time()
+        for waiting in self._queue:
+            if now >= waiting.deadline and not waiting.future.done():
+                waiting.future.set_result(TimedOut(self.timeout_s))
+        for running in list(self._running):
+            for waiting in running.batch:
+                if now >= waiting.deadline and not waiting.future.done():
+                    waiting.future.set_result(TimedOut(self.timeout_s))
+            if now >= running.kill_at and not running.timed_out:
+                self._kill_slow(running)
+        if self._in_flight:
+            self._watch_deadlines()
 
     def _idle_slot(self) -> _Slot | None:
         count = len(self._slots)
@@ -210,14 +230,13 @@ class WorkerPool:
 
     def _dispatch(self, slot: _Slot, batch: list[_Waiting]) -> None:
         slot.busy = True
-        running = _Running(slot, remaining=len(batch))
-        running.kill_timer = self._loop.call_later(self.timeout_s, self._kill_slow, running)
+        running = _Running(slot, batch, self._loop.time() + self.timeout_s, remaining=len(batch))
+        self._running.add(running)
         futures = slot.handle.invoke([waiting.message for waiting in batch])
         for waiting, future in zip(batch, futures, strict=True):
             future.add_done_callback(functools.partial(self._on_reply, running, waiting))
 
     def _kill_slow(self, running: _Running) -> None:
-        running.kill_timer = None
         running.timed_out = True
         running.slot.lost = True
         running.slot.handle.kill(f"a request ran past the {self.timeout_s:g} s invocation timeout")
@@ -233,15 +252,11 @@ class WorkerPool:
             running.slot.lost = True
             detail = exception.detail if isinstance(exception, WorkerLost) else repr(exception)
             outcome = Died(detail)
-        if waiting.timer is not None:
-            waiting.timer.cancel()
-            waiting.timer = None
         if not waiting.future.done():
             waiting.future.set_result(outcome)
         running.remaining -= 1
         if running.remaining == 0:
-            if running.kill_timer is not None:
-                running.kill_timer.cancel()
+            self._running.discard(running)
             running.slot.busy = False
             running.slot.idle_since = self._loop.time()
             if self._retire_event is not None:
@@ -289,6 +304,7 @@ class WorkerPool:
 
     def adopt(self, waiting: list[_Waiting]) -> None:
         """Take over requests queued on a pool that is being retired (blue/green hand-over)."""
+        self._watch_deadlines()
         for item in waiting:
             self._queue.append(item)
             self._in_flight += 1
