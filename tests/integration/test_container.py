@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import tarfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import pytest
 import scipy.sparse
 import torch
 
+from moorage.examples.builders import pack
 from moorage.settings import MAX_PAYLOAD_BYTES
 from support.servers import (
     RunningServer,
@@ -342,3 +344,79 @@ def test_the_seed_handler_serves_url_requests_like_in_process(
     finally:
         server.stop()
     assert not wait_until_gone(server.tag)
+
+
+# Item 13: artifact layouts --------------------------------------------------------------------------------
+def test_code_requirements_are_installed_for_the_model_only(artifacts: Any, tmp_path: Path) -> None:
+    """code/requirements.txt goes into a per-model directory (not moorage's environment), pip's output into
+    the model's log, and the handler can import what it installed."""
+    package = tmp_path / "greeting-package"
+    (package / "greeting_for_tests").mkdir(parents=True)
+    (package / "greeting_for_tests" / "__init__.py").write_text('WORD = "hello from requirements.txt"\n')
+    (package / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "greeting-for-tests"\nversion = "1.0"\n'
+    )
+    model = tmp_path / "model"
+    (model / "code").mkdir(parents=True)
+    (model / "code" / "requirements.txt").write_text(f"{package}\n")
+    (model / "code" / "inference.py").write_text(
+        "import greeting_for_tests\n\n"
+        "def model_fn(model_dir):\n    return greeting_for_tests.WORD\n\n"
+        "def transform_fn(model, data, content_type, accept):\n    return model, 'text/plain'\n"
+    )
+    server = start_model_server(
+        pack(model, tmp_path / "model.tar.gz"),
+        tmp_path / "data",
+        args=["--workers", "1"],
+        env={"PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0"},
+    )
+    try:
+        status, _, body, _ = invoke(server, b"{}")
+        assert (status, body) == (200, b"hello from requirements.txt")
+        assert "greeting-for-tests" in server.log()  # pip's own output reached the log
+    finally:
+        server.stop()
+    assert importlib.util.find_spec("greeting_for_tests") is None  # not installed into moorage's environment
+
+
+def test_the_legacy_layout_takes_the_entry_point_from_outside(artifacts: Any, tmp_path: Path) -> None:
+    """SAGEMAKER_PROGRAM + a separate source directory (frameworks < 1.2, or --entry-point/--source-dir)."""
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "helpers.py").write_text(
+        "def double(rows):\n    return [[2 * v for v in row] for row in rows]\n"
+    )
+    (source / "serve.py").write_text(
+        "import json\nfrom helpers import double\n\n"
+        "def output_fn(prediction, accept):\n"
+        "    return json.dumps(double(prediction.tolist())), 'application/json'\n"
+    )
+    server = start_model_server(
+        artifacts.tiny_tar,
+        tmp_path / "data",
+        args=["--workers", "1", "--entry-point", "serve.py", "--source-dir", str(source)],
+    )
+    try:
+        status, _, body, _ = invoke(server, json.dumps([ROW]).encode())
+        assert status == 200
+        assert_close(json.loads(body), 2 * np.asarray(expected_tiny([ROW], artifacts.tiny_dir)))
+    finally:
+        server.stop()
+
+
+def test_a_hostile_archive_is_refused_naming_the_member(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as archive:
+        payload = b"import os\n"
+        member = tarfile.TarInfo("code/../../escaped.py")
+        member.size = len(payload)
+        archive.addfile(member, io.BytesIO(payload))
+    server = launch_model_server(evil, tmp_path / "data")
+    try:
+        assert server.process.wait(60) != 0
+    finally:
+        server.kill()
+    assert "code/../../escaped.py" in server.log()
+    assert not (tmp_path / "escaped.py").exists()
+    assert not list(tmp_path.rglob("escaped.py"))
