@@ -531,6 +531,8 @@ def test_response_streaming_relays_the_answer_as_payload_parts(server: RunningSe
     assert json.loads(b"".join(parts))["big"] == "x" * 600_000
     with pytest.raises(ClientError) as caught:
         runtime.invoke_endpoint_with_response_stream(
-            EndpointName=faulty, Body=b'{"action": "raise", "where": "predict_fn"}', ContentType="application/json"
+            EndpointName=faulty,
+            Body=b'{"action": "raise", "where": "predict_fn"}',
+            ContentType="application/json",
         )
     assert caught.value.response["Error"]["Code"] == "ModelError"
