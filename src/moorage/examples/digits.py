@@ -57,6 +57,7 @@ def train_digits_model(dest: Path, data: DigitsData, *, epochs: int = 40, seed: 
         accuracy = float((model(x).argmax(dim=1) == y).float().mean())
     dest.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is what SageMaker's default model_fn loads
+        # torch deprecates TorchScript, but it is what SageMaker's default model_fn loads.
+        warnings.simplefilter("ignore", FutureWarning)
         torch.jit.script(model).save(str(dest / "model.pt"))  # type: ignore[no-untyped-call]
     return accuracy
