@@ -20,10 +20,12 @@ from typing import Literal
 
 from moorage.artifacts.cache import ArtifactCache
 from moorage.artifacts.extract import TreeWriter, extract_archive, tree_digest
+from moorage.artifacts.policy import check_bucket
 from moorage.artifacts.requirements import install_requirements
 from moorage.artifacts.sources import (
     ByteSink,
     Deadline,
+    EmbeddedS3Objects,
     FileDownload,
     Location,
     ProgressCallback,
@@ -78,19 +80,28 @@ def prepare_model(
     cache_dir: Path,
     policy: ArtifactPolicy,
     s3_endpoint_url: str | None = None,
+    s3_local_root: Path | None = None,
     log: Callable[[str], None] = _log_to_logger,
     progress: ProgressCallback | None = None,
     timeout_s: float | None = None,
 ) -> PreparedModel:
     """Fetch, verify and extract `source` (and a legacy submit directory), then install requirements.
 
-    `timeout_s` bounds each fetch, retries included, and the pip run. Raises ArtifactSourceError,
+    `s3_local_root`: the directory of moorage's embedded S3 store; when given, s3:// URLs are read from it
+    directly instead of over HTTP at `s3_endpoint_url`. `timeout_s` bounds each fetch, retries included,
+    and the pip run. Raises ArtifactSourceError,
     IntegrityError, UnsafeArchiveError, RequirementsError or ArtifactError (local disk trouble).
     """
     limit_s = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
     cache = ArtifactCache(cache_dir)
     trees = _Trees(
-        cache, policy, s3_endpoint_url=s3_endpoint_url, log=log, progress=progress, timeout_s=limit_s
+        cache,
+        policy,
+        s3_endpoint_url=s3_endpoint_url,
+        log=log,
+        progress=progress,
+        timeout_s=limit_s,
+        s3_local_root=s3_local_root,
     )
     model_dir, digest = trees.prepare(source, Deadline(limit_s))
     code_dir = model_dir / "code" if (model_dir / "code").is_dir() else None
@@ -125,12 +136,14 @@ class _Trees:
         log: Callable[[str], None],
         progress: ProgressCallback | None,
         timeout_s: float,
+        s3_local_root: Path | None = None,
     ) -> None:
         self._cache = cache
         self._timeout_s = timeout_s
         self._policy = policy
         self._s3_endpoint_url = s3_endpoint_url
-        self._s3_client: S3Objects | None = None
+        self._s3_local_root = s3_local_root
+        self._s3_client: S3Objects | EmbeddedS3Objects | None = None
         self._log = log
         self._progress = progress
 
@@ -147,7 +160,7 @@ class _Trees:
             )
         try:
             if location.scheme == "s3":
-                self._check_bucket(location)
+                check_bucket(location, self._policy)
                 if source.kind == "prefix":
                     return self._s3_prefix(location, source, deadline)
                 return self._s3_object(location, source, deadline)
@@ -370,17 +383,12 @@ class _Trees:
                 "nothing was extracted"
             )
 
-    def _check_bucket(self, location: Location) -> None:
-        allowed = self._policy.allowed_s3_buckets
-        if allowed and location.bucket not in allowed:
-            raise ArtifactSourceError(
-                f"model data {location.url!r} is not allowed: bucket {location.bucket!r} is not in "
-                f"MOORAGE_ALLOWED_S3_BUCKETS ({', '.join(allowed)})"
-            )
-
-    def _s3(self) -> S3Objects:
+    def _s3(self) -> S3Objects | EmbeddedS3Objects:
         if self._s3_client is None:
-            self._s3_client = S3Objects(self._s3_endpoint_url, log=self._log, timeout_s=self._timeout_s)
+            if self._s3_local_root is not None:
+                self._s3_client = EmbeddedS3Objects(self._s3_local_root)
+            else:
+                self._s3_client = S3Objects(self._s3_endpoint_url, log=self._log, timeout_s=self._timeout_s)
         return self._s3_client
 
 

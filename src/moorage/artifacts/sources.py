@@ -31,18 +31,20 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from moorage.artifacts import netguard
-from moorage.errors import ArtifactSourceError
+from moorage.errors import ArtifactError, ArtifactSourceError
 from moorage.settings import ArtifactPolicy
 
 __all__ = [
     "ByteSink",
     "Deadline",
+    "EmbeddedS3Objects",
     "FileDownload",
     "HttpOutcome",
     "Location",
     "ProgressCallback",
     "S3Object",
     "S3Objects",
+    "allowed_local_path",
     "display_url",
     "fetch_http",
     "format_bytes",
@@ -205,7 +207,12 @@ class FileDownload:
                 f"{self._url} is larger than the {format_bytes(self._limit)} download limit "
                 "(MOORAGE_MAX_ARTIFACT_BYTES)"
             )
-        self._handle.write(chunk)
+        try:
+            self._handle.write(chunk)
+        except OSError as exc:  # our disk, not the source: say so (a full disk, matrix row 9)
+            raise ArtifactError(
+                f"could not store {self._url} in {self.path.parent}: {exc.strerror or exc}"
+            ) from exc
         self._hash.update(chunk)
         if self._progress is not None:
             self._progress("download", self.size, self._total)
@@ -219,6 +226,14 @@ class FileDownload:
 
 def resolve_local_path(location: Location, policy: ArtifactPolicy) -> Path:
     """The real path of a local source, after the policy: file sources on, inside an allowed root."""
+    resolved = allowed_local_path(location, policy)
+    if not resolved.exists():
+        raise ArtifactSourceError(f"local model data {location.url!r} does not exist")
+    return resolved
+
+
+def allowed_local_path(location: Location, policy: ArtifactPolicy) -> Path:
+    """The real path of a local source if the policy allows it (it need not exist yet)."""
     assert location.path is not None
     if not policy.allow_file_sources:
         raise ArtifactSourceError(
@@ -235,8 +250,6 @@ def resolve_local_path(location: Location, policy: ArtifactPolicy) -> Path:
                 f"local model data {location.url!r} is not allowed: it resolves to {resolved}, which is "
                 f"outside MOORAGE_ALLOWED_FILE_ROOTS ({', '.join(str(root) for root in roots)})"
             )
-    if not resolved.exists():
-        raise ArtifactSourceError(f"local model data {location.url!r} does not exist")
     return resolved
 
 
@@ -343,6 +356,67 @@ class S3Objects:
         retry(attempt, url=url, deadline=deadline, log=self._log)
 
 
+class EmbeddedS3Objects:
+    """The same three reads as S3Objects, served straight from moorage's own store on this disk.
+
+    When moorage runs its embedded S3 store, the server reads artifacts from the store's directory
+    instead of over HTTP: no request to itself, and no credentials to present when --auth is on.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.endpoint = f"moorage's embedded store ({root})"
+
+    def head(self, bucket: str, key: str, *, deadline: Deadline) -> S3Object:
+        from moorage.s3 import open_object
+
+        try:
+            handle, info = open_object(self.root, bucket, key)
+        except KeyError:
+            raise ArtifactSourceError(
+                f"s3://{bucket}/{key} does not exist in moorage's S3 store; upload it first "
+                f"(aws s3 cp, moorage upload)"
+            ) from None
+        handle.close()
+        return S3Object(key=key, etag=info.quoted_etag, size=info.size)
+
+    def list_prefix(
+        self, bucket: str, prefix: str, *, deadline: Deadline, max_objects: int
+    ) -> list[S3Object]:
+        from moorage.s3 import list_objects
+
+        url = f"s3://{bucket}/{prefix}"
+        try:
+            found = list_objects(self.root, bucket, prefix, max_keys=max_objects)
+        except KeyError:
+            raise ArtifactSourceError(f"{url}: no such bucket in moorage's S3 store") from None
+        if len(found) > max_objects:
+            raise ArtifactSourceError(
+                f"{url} holds more than {max_objects} objects (MOORAGE_MAX_ARCHIVE_MEMBERS)"
+            )
+        return [S3Object(info.key, info.quoted_etag, info.size) for info in found]
+
+    def download(self, bucket: str, obj: S3Object, sink: ByteSink, *, limit: int, deadline: Deadline) -> None:
+        from moorage.s3 import open_object
+
+        url = f"s3://{bucket}/{obj.key}"
+        if obj.size > limit:
+            raise ArtifactSourceError(_too_large(url, obj.size, limit))
+        try:
+            handle, info = open_object(self.root, bucket, obj.key)
+        except KeyError:
+            raise ArtifactSourceError(
+                f"{url} disappeared from moorage's S3 store while it was read"
+            ) from None
+        with handle:
+            if info.quoted_etag != obj.etag:
+                raise ArtifactSourceError(f"{url} changed while it was being read; deploy again")
+            sink.restart(info.size)
+            while chunk := handle.read(CHUNK_BYTES):
+                deadline.check(url)
+                sink.write(chunk)
+
+
 @contextlib.contextmanager
 def _s3_errors(what: str, url: str) -> Iterator[None]:
     """Translate botocore's errors for one S3 call: transient ones are retried, the rest are final."""
@@ -419,7 +493,9 @@ def fetch_http(
                 raise ArtifactSourceError(_too_large(shown, length, policy.max_download_bytes))
             sink.restart(length)
             try:
-                for chunk in response.stream(CHUNK_BYTES, decode_content=True):
+                # read1 returns whatever has arrived, so a source that trickles bytes cannot hold the
+                # download past its deadline (a full-size read would wait for the whole chunk).
+                while chunk := response.read1(CHUNK_BYTES, decode_content=True):
                     deadline.check(shown)
                     sink.write(chunk)
             except Urllib3Error as exc:

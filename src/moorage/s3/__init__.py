@@ -6,7 +6,7 @@ objects with ranged and conditional reads, copies, batch deletes, listings, and 
 stored durably under one directory.
 """
 
-from moorage.s3.app import build_s3_app, open_object
+from moorage.s3.app import build_s3_app, list_objects, open_object
 from moorage.s3.records import ObjectInfo
 
-__all__ = ["ObjectInfo", "build_s3_app", "open_object"]
+__all__ = ["ObjectInfo", "build_s3_app", "list_objects", "open_object"]

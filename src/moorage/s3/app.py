@@ -222,6 +222,28 @@ def build_s3_app(
     return app
 
 
+def list_objects(root: Path, bucket: str, prefix: str, *, max_keys: int) -> list[ObjectInfo]:
+    """Every object whose key starts with `prefix`, at most `max_keys` + 1 of them, without HTTP.
+
+    Raises KeyError when the store or the bucket does not exist.
+    """
+    store = Store(root)
+    if not store.db_path.is_file() or not is_valid_bucket_name(bucket):
+        raise KeyError(f"s3://{bucket}/{prefix}")
+    found: list[ObjectInfo] = []
+    start = None
+    try:
+        while len(found) <= max_keys:
+            page = store.list_objects(bucket, prefix=prefix, delimiter="", start=start, max_keys=1000)
+            found.extend(info for _, info in page.contents)
+            if not page.truncated:
+                break
+            start = page.next_position
+    except S3Error as error:
+        raise KeyError(f"s3://{bucket}/{prefix}") from error
+    return found
+
+
 def open_object(root: Path, bucket: str, key: str) -> tuple[BinaryIO, ObjectInfo]:
     """Open an object of the store at `root` for reading, without HTTP (the artifact fetcher's path).
 
