@@ -1,0 +1,137 @@
+"""moorage joins a multi-node Ray cluster (--ray-address), spreads an endpoint over its nodes and
+survives losing one: requests in flight fail as SageMaker would (never hang), DescribeEndpoint shows
+the missing instance, and the replacement lands on the node that remains.
+
+The cluster runs on this machine (two Ray nodes on loopback, `tests/support/ray_cluster.py`); removing
+a node kills its raylet and every worker on it, as losing its machine would.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, ReadTimeoutError
+
+from support.backends import NO_RAY, RAY_INSTALLED
+from support.hosting import answer, delete, deploy, pack_fault_handler, variant_counts, wait_for_counts
+from support.ray_cluster import RayCluster
+from support.servers import RunningServer, base_environment, start_server, wait_until_gone
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.skipif(not RAY_INSTALLED, reason=NO_RAY)]
+
+_GIB = 1024**3
+# An ml.c5.large worker asks Ray for 2 CPUs and 4 GiB. The head holds two of them, the side node one:
+# spread, the two instances use both nodes; after the side node is lost, both fit on the head.
+CLUSTER = {
+    "nodes": [
+        {"name": "head", "num_cpus": 4, "memory": 16 * _GIB},
+        {"name": "side", "num_cpus": 2, "memory": 8 * _GIB},
+    ],
+    # The cluster's own failure detection, made quick for a test (docs/ray.md: what these mean).
+    "system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3},
+}
+
+
+@pytest.fixture(scope="module")
+def fault_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return pack_fault_handler(tmp_path_factory.mktemp("ray-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RayCluster]:
+    tag = uuid.uuid4().hex
+    running = RayCluster.start(CLUSTER, base_environment(tag))
+    yield running
+    running.stop()
+    assert not wait_until_gone(tag, timeout=60), running.log()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def server(cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    env = {
+        **{key: value for key, value in cluster.env.items() if key.startswith("RAY_AUTH")},
+        "MOORAGE_PING_INTERVAL": "0.5",
+        "MOORAGE_RAY_PLACEMENT_TIMEOUT": "60",
+    }
+    running = start_server(
+        tmp_path_factory.mktemp("ray-join") / "data",
+        args=["--backend", "ray", "--ray-address", cluster.address],
+        env=env,
+        timeout=120,
+    )
+    yield running
+    running.stop()
+    assert not wait_until_gone(running.tag, timeout=60), running.log()[-3000:]
+
+
+def nodes_serving(runtime: Any, name: str, cluster: RayCluster, requests: int = 12) -> Counter[str | None]:
+    return Counter(cluster.node_of(answer(runtime, name, action="echo")["pid"]) for _ in range(requests))
+
+
+def test_an_endpoint_survives_losing_a_node(
+    server: RunningServer, cluster: RayCluster, fault_tar: Path
+) -> None:
+    sm, runtime = server.client("sagemaker"), server.client("sagemaker-runtime")
+    name = deploy(sm, fault_tar, instances=2, instance_type="ml.c5.large")
+    assert variant_counts(sm, name) == ("InService", 2, 2)
+    assert set(nodes_serving(runtime, name, cluster)) == {"head", "side"}, "the instances are spread"
+
+    outcomes: list[tuple[str, float]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        client = server.client("sagemaker-runtime")
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                answer(client, name, action="sleep", seconds=0.02)
+                outcome = "ok"
+            except ClientError as exc:
+                outcome = exc.response["Error"]["Code"]
+            except ReadTimeoutError:
+                outcome = "hang"
+            outcomes.append((outcome, time.monotonic() - started))
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        cluster.remove("side")
+        # Degraded first (the lost instance stops counting), then whole again on the head node.
+        wait_for_counts(sm, name, current=1, desired=2, timeout=60)
+        wait_for_counts(sm, name, current=2, desired=2, timeout=120)
+        before_recovery = len(outcomes)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    kinds = Counter(outcome for outcome, _ in outcomes)
+    assert set(kinds) <= {"ok", "ModelError", "ServiceUnavailable"}, kinds
+    assert max(duration for _, duration in outcomes) < 30, "no request waited for the lost node"
+    assert all(outcome == "ok" for outcome, _ in outcomes[before_recovery:]), kinds
+    assert set(nodes_serving(runtime, name, cluster)) == {"head"}
+    assert variant_counts(sm, name) == ("InService", 2, 2)
+    delete(sm, name)
+
+
+def test_an_instance_type_no_node_can_hold_fails_at_once(server: RunningServer, fault_tar: Path) -> None:
+    sm = server.client("sagemaker")
+    started = time.monotonic()
+    name = deploy(sm, fault_tar, instance_type="ml.g5.xlarge", wait=False)
+    deadline = time.monotonic() + 60
+    while (described := sm.describe_endpoint(EndpointName=name))["EndpointStatus"] == "Creating":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert described["EndpointStatus"] == "Failed"
+    assert "GPU" in described["FailureReason"], described["FailureReason"]
+    assert time.monotonic() - started < 30, "refused before anything waited for a place"
+    delete(sm, name)

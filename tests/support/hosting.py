@@ -1,0 +1,155 @@
+"""Deploying and calling endpoints the way a user's boto3 script does, shared by the hosting tests.
+
+Every helper takes unchanged boto3 clients (`server.client("sagemaker")`, `"sagemaker-runtime"`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+FAST = {"Delay": 0.25, "MaxAttempts": 400}  # waiters: poll often, give up after ~100 s
+IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.1-cpu-py310"
+
+
+def pack_fault_handler(root: Path) -> Path:
+    """model.tar.gz with no weights and the fault handler (tests/support/handlers.py) as code/inference.py."""
+    from moorage.examples.builders import pack
+    from support.handlers import FAULT_HANDLER
+
+    model_dir = root / "fault"
+    (model_dir / "code").mkdir(parents=True)
+    (model_dir / "code" / "inference.py").write_text(FAULT_HANDLER)
+    return pack(model_dir, root / "fault.tar.gz")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def deploy(
+    sm: Any,
+    tarball: Path,
+    *,
+    name: str | None = None,
+    env: dict[str, str] | None = None,
+    variants: Sequence[tuple[str, float]] = (("AllTraffic", 1.0),),
+    instances: int = 1,
+    instance_type: str = "ml.m5.large",
+    wait: bool = True,
+) -> str:
+    """CreateModel + CreateEndpointConfig + CreateEndpoint, as a user's script does; returns the name."""
+    name = name or unique("ep")
+    model = unique("model")
+    sm.create_model(
+        ModelName=model,
+        ExecutionRoleArn="arn:aws:iam::000000000000:role/moorage-tests",
+        PrimaryContainer={
+            "Image": IMAGE,
+            "ModelDataUrl": f"file://{tarball}",
+            "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **(env or {})},
+        },
+    )
+    config = unique("config")
+    sm.create_endpoint_config(
+        EndpointConfigName=config,
+        ProductionVariants=[
+            {
+                "VariantName": variant,
+                "ModelName": model,
+                "InitialInstanceCount": instances,
+                "InstanceType": instance_type,
+                "InitialVariantWeight": weight,
+            }
+            for variant, weight in variants
+        ],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=config)
+    if wait:
+        sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=FAST)
+    return name
+
+
+def new_config(
+    sm: Any,
+    tarball: Path,
+    env: dict[str, str] | None = None,
+    instances: int = 1,
+    instance_type: str = "ml.m5.large",
+) -> str:
+    """A model and an endpoint config for UpdateEndpoint; returns the config's name."""
+    model = unique("model")
+    sm.create_model(
+        ModelName=model,
+        PrimaryContainer={
+            "ModelDataUrl": f"file://{tarball}",
+            "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **(env or {})},
+        },
+    )
+    config = unique("config")
+    sm.create_endpoint_config(
+        EndpointConfigName=config,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": model,
+                "InitialInstanceCount": instances,
+                "InstanceType": instance_type,
+            }
+        ],
+    )
+    return config
+
+
+def delete(sm: Any, name: str) -> None:
+    sm.delete_endpoint(EndpointName=name)
+    sm.get_waiter("endpoint_deleted").wait(EndpointName=name, WaiterConfig=FAST)
+
+
+def act(runtime: Any, endpoint: str, **request: Any) -> Any:
+    """InvokeEndpoint with a JSON request for the fault handler (tests/support/handlers.py)."""
+    return runtime.invoke_endpoint(
+        EndpointName=endpoint,
+        Body=json.dumps(request),
+        ContentType="application/json",
+        Accept="application/json",
+    )
+
+
+def answer(runtime: Any, endpoint: str, **request: Any) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(act(runtime, endpoint, **request)["Body"].read())
+    return result
+
+
+def variant_counts(sm: Any, name: str, variant: str = "AllTraffic") -> tuple[str, int, int]:
+    """(EndpointStatus, CurrentInstanceCount, DesiredInstanceCount) of a variant, from DescribeEndpoint."""
+    described = sm.describe_endpoint(EndpointName=name)
+    summary = next(v for v in described["ProductionVariants"] if v["VariantName"] == variant)
+    return described["EndpointStatus"], summary["CurrentInstanceCount"], summary["DesiredInstanceCount"]
+
+
+def wait_for_counts(
+    sm: Any,
+    name: str,
+    current: int,
+    desired: int,
+    timeout: float = 120.0,
+    variant: str = "AllTraffic",
+    status: str = "InService",
+) -> list[tuple[str, int, int]]:
+    """Poll DescribeEndpoint until it shows these counts; returns every state seen on the way."""
+    seen: list[tuple[str, int, int]] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        state = variant_counts(sm, name, variant)
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        if state == (status, current, desired):
+            return seen
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"endpoint {name} never reached {status} {current}/{desired}: {seen}")
+        time.sleep(0.05)
