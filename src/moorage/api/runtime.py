@@ -12,7 +12,6 @@ import re
 import time
 from dataclasses import dataclass
 
-from moorage.api.container import forwarded_headers
 from moorage.api.errors import new_request_id, runtime_error
 from moorage.api.eventstream import payload_part
 from moorage.errors import ModelError, MoorageError, ValidationError
@@ -30,6 +29,20 @@ _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 _PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<kind>invocations|invocations-response-stream)$")
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 _STREAM_PART_BYTES = 256 * 1024
+
+
+def sagemaker_headers(request: Request, *, streaming: bool) -> tuple[tuple[str, str], ...]:
+    """The headers a container gets: SageMaker strips everything InvokeEndpoint does not define (spec §2.4),
+    so credentials, signatures and client details never reach user code."""
+    accept = "x-amzn-sagemaker-accept" if streaming else "accept"
+    forwarded = []
+    for name, value in request.headers.items():
+        lowered = name.lower()
+        if lowered == accept:
+            forwarded.append(("Accept", value))
+        elif lowered == "content-type" or (lowered.startswith("x-amzn-sagemaker-") and lowered != accept):
+            forwarded.append((name, value))
+    return tuple(forwarded)
 
 
 def parse_invocation_path(path: str) -> tuple[str, bool] | None:
@@ -120,7 +133,7 @@ class RuntimeApi:
                 body=body,
                 content_type=request.headers.get("content-type"),
                 accept=accept,
-                headers=forwarded_headers(request),
+                headers=sagemaker_headers(request, streaming=streaming),
             )
             outcome = await variant.pool.submit(message)
             response = self._respond(endpoint, variant_name, outcome, request_id, streaming)
