@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from moorage.httpd import Response
 from moorage.s3.context import Call, owner, xml_response
-from moorage.s3.errors import IllegalLocationConstraintException, InvalidArgument
+from moorage.s3.errors import BucketAlreadyOwnedByYou, IllegalLocationConstraintException, InvalidArgument
 from moorage.s3.files import offload
 from moorage.s3.listing import Page, Position, decode_token, encode_token, marker_position
 from moorage.s3.names import check_bucket_name
@@ -81,7 +81,13 @@ async def create_bucket(call: Call) -> Response:
             f"The {constraint} location constraint is incompatible for the region specific endpoint this "
             "request was sent to."
         )
-    await offload(call.store.create_bucket, call.bucket, call.region)
+    try:
+        await offload(call.store.create_bucket, call.bucket, call.region)
+    except BucketAlreadyOwnedByYou:
+        # S3's legacy rule: in us-east-1, creating a bucket you already own succeeds (the SageMaker SDK
+        # relies on it when two sessions create the default bucket at once); elsewhere it is a 409.
+        if call.region != "us-east-1":
+            raise
     return Response(200, b"", [("Location", f"/{call.bucket}")])
 
 

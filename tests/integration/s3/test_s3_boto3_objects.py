@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from moorage.s3 import build_s3_app
@@ -36,9 +38,10 @@ def test_bucket_lifecycle(s3: Any) -> None:
     )
     assert s3.get_bucket_location(Bucket="models")["LocationConstraint"] is None  # us-east-1 reads as empty
 
-    with pytest.raises(ClientError) as again:
-        s3.create_bucket(Bucket="models")
-    assert (_code(again.value), _status(again.value)) == ("BucketAlreadyOwnedByYou", 409)
+    # In us-east-1, S3 answers 200 to creating a bucket you already own (409 BucketAlreadyOwnedByYou
+    # elsewhere); nothing about the bucket changes.
+    assert s3.create_bucket(Bucket="models")["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]] == ["models", "other-bucket"]
 
     s3.put_object(Bucket="models", Key="weights.pt", Body=b"w")
     with pytest.raises(ClientError) as not_empty:
@@ -355,3 +358,20 @@ def test_restart_keeps_what_was_acknowledged(s3_root: Path, s3_client: Any) -> N
             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
         )
         assert client.get_object(Bucket="models", Key="big")["Body"].read() == b"tail"
+
+
+def test_creating_an_owned_bucket_again_is_a_409_outside_us_east_1(tmp_path: Path) -> None:
+    with serve_in_thread(build_s3_app(tmp_path / "store", region="eu-west-1")) as url:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=url,
+            region_name="eu-west-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="y",
+            config=Config(s3={"addressing_style": "path"}),
+        )
+        location = {"LocationConstraint": "eu-west-1"}
+        s3.create_bucket(Bucket="models", CreateBucketConfiguration=location)
+        with pytest.raises(ClientError) as again:
+            s3.create_bucket(Bucket="models", CreateBucketConfiguration=location)
+        assert (_code(again.value), _status(again.value)) == ("BucketAlreadyOwnedByYou", 409)
