@@ -31,6 +31,7 @@ import traceback
 from typing import Any
 
 from moorage.worker.lifetime import die_with_parent
+from moorage.worker.pageout import page_out_libraries
 from moorage.worker.protocol import WorkerSpec
 
 __all__ = ["main"]
@@ -105,6 +106,7 @@ def serve(ctl: socket.socket, preload: list[str]) -> None:
     _preload(preload)
     gc.collect()
     gc.freeze()  # keep the collector from touching (and so copying) the preloaded objects in children
+    page_out_libraries()
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
