@@ -24,7 +24,18 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 # Command groups, in the order `moorage --help` lists them.
-COMMAND_MODULES = ("serve",)
+COMMAND_MODULES = (
+    "serve",
+    "package",
+    "upload",
+    "deploy",
+    "invoke",
+    "endpoints",
+    "update",
+    "delete",
+    "logs",
+    "credentials",
+)
 
 
 def _configure_logging(verbose: bool) -> None:

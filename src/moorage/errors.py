@@ -8,6 +8,7 @@ says which AWS error it is (`code`) and which HTTP status botocore expects for i
     ├── ConfigError                    bad flag or environment value (never reaches the wire)
     ├── ControlPlaneError              AWS JSON 1.1 control plane (`POST /`, X-Amz-Target)
     │   ├── ValidationException        bad input, unknown or duplicate names (SageMaker uses it for all)
+    │   ├── ObjectNotFoundException    Application Auto Scaling: no such scalable target or policy
     │   ├── ResourceLimitExceeded
     │   ├── UnknownOperationException
     │   └── SerializationException     body is not the JSON object the operation needs
@@ -53,6 +54,7 @@ __all__ = [
     "ModelError",
     "ModelNotReadyException",
     "MoorageError",
+    "ObjectNotFoundException",
     "PayloadTooLarge",
     "RequirementsError",
     "ResourceLimitExceeded",
@@ -93,6 +95,12 @@ class ValidationException(ControlPlaneError):
     """SageMaker reports bad input, missing and duplicate resources all with this code (spec §3.5)."""
 
     code = "ValidationException"
+
+
+class ObjectNotFoundException(ControlPlaneError):
+    """Application Auto Scaling's code for a scalable target or scaling policy that does not exist."""
+
+    code = "ObjectNotFoundException"
 
 
 class ResourceLimitExceeded(ControlPlaneError):

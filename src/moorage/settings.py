@@ -26,6 +26,7 @@ __all__ = [
     "ArtifactPolicy",
     "ContainerConfig",
     "HttpLimits",
+    "RaySettings",
     "Settings",
     "WorkerSettings",
     "env_bool",
@@ -114,7 +115,12 @@ class WorkerSettings:
     start_method: Literal["fork", "spawn"] = "fork"
     # Imported once by the fork server so that every worker starts with them already loaded.
     preload: tuple[str, ...] = (
-        "numpy", "torch", "torchvision", "PIL.Image", "requests", "moorage.handler.pipeline"
+        "numpy",
+        "torch",
+        "torchvision",
+        "PIL.Image",
+        "requests",
+        "moorage.handler.pipeline",
     )
     # SageMaker's NPY decoder unpickles object arrays; moorage refuses unless this is turned on.
     npy_allow_pickle: bool = False
@@ -125,6 +131,9 @@ class WorkerSettings:
     ping_interval_s: float = 5.0  # idle workers are pinged this often ...
     ping_timeout_s: float = 2.0  # ... and replaced if they do not answer within this
     max_queue_per_variant: int = 256  # requests waiting for a free worker, beyond → ThrottlingException
+    # RLIMIT_DATA of every worker, in bytes. None: derived from the instance type (runtime/instance_types.py);
+    # 0: no limit. A handler that allocates past it gets MemoryError (reliability.md row 4).
+    memory_limit_bytes: int | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -142,6 +151,11 @@ class WorkerSettings:
             ping_interval_s=env_float(environ, "MOORAGE_PING_INTERVAL", 5.0, minimum=0.05),
             ping_timeout_s=env_float(environ, "MOORAGE_PING_TIMEOUT", 2.0, minimum=0.05),
             max_queue_per_variant=env_int(environ, "MOORAGE_MAX_QUEUE", 256, minimum=1),
+            memory_limit_bytes=(
+                env_int(environ, "MOORAGE_WORKER_MEMORY_LIMIT", 0, minimum=0)
+                if environ.get("MOORAGE_WORKER_MEMORY_LIMIT", "").strip()
+                else None
+            ),
         )
 
 
@@ -179,6 +193,28 @@ class ArtifactPolicy:
         )
 
 
+@dataclass(frozen=True)
+class RaySettings:
+    """The Ray backend's knobs (`--backend ray`); the cluster itself is configured by Ray's own means."""
+
+    # For the private single-node cluster moorage starts when no --ray-address is given: the logical CPUs
+    # and memory that node offers (default: this machine's cores, and Ray's own estimate of memory).
+    cpus: int | None = None
+    memory_bytes: int | None = None
+    # How long a worker may wait for a node with room for it before its instance fails to start.
+    placement_timeout_s: float = 60.0
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> RaySettings:
+        cpus = env_int(environ, "MOORAGE_RAY_CPUS", 1, minimum=1) if environ.get("MOORAGE_RAY_CPUS") else None
+        memory_gib = env_float(environ, "MOORAGE_RAY_MEMORY_GIB", 0.0)
+        return cls(
+            cpus=cpus,
+            memory_bytes=int(memory_gib * 1024**3) if memory_gib else None,
+            placement_timeout_s=env_float(environ, "MOORAGE_RAY_PLACEMENT_TIMEOUT", 60.0, minimum=1.0),
+        )
+
+
 def _default_data_dir(environ: Mapping[str, str]) -> Path:
     explicit = environ.get("MOORAGE_DATA_DIR")
     if explicit:
@@ -205,6 +241,12 @@ class Settings:
     http: HttpLimits = field(default_factory=HttpLimits)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
     artifacts: ArtifactPolicy = field(default_factory=ArtifactPolicy)
+    ray: RaySettings = field(default_factory=RaySettings)
+    # How often Application Auto Scaling's target tracking reads the invocation counters (CloudWatch
+    # evaluates SageMakerVariantInvocationsPerInstance once a minute).
+    autoscale_period_s: float = 60.0
+    # Each endpoint log file is copy-truncated at this size, keeping one old generation (moorage.logs).
+    log_max_bytes: int = 50 * 1024 * 1024
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **flags: object) -> Settings:
@@ -231,6 +273,9 @@ class Settings:
             http=HttpLimits.from_environ(environ),
             workers=WorkerSettings.from_environ(environ),
             artifacts=ArtifactPolicy.from_environ(environ),
+            ray=RaySettings.from_environ(environ),
+            autoscale_period_s=env_float(environ, "MOORAGE_AUTOSCALE_PERIOD", 60.0, minimum=0.1),
+            log_max_bytes=env_int(environ, "MOORAGE_LOG_MAX_BYTES", cls.log_max_bytes, minimum=64 * 1024),
         )
         given = {name: value for name, value in flags.items() if value is not None}
         if "data_dir" in given:

@@ -20,11 +20,10 @@ import pytest
 from botocore.exceptions import ClientError, WaiterError
 
 from moorage.settings import MAX_PAYLOAD_BYTES
+from support.hosting import FAST, act, answer, delete, deploy, new_config
 from support.servers import RunningServer, http_get, post, start_server, wait_until_gone
 
 pytestmark = pytest.mark.slow
-
-FAST = {"Delay": 0.25, "MaxAttempts": 400}
 
 
 @pytest.fixture(scope="module")
@@ -33,95 +32,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     yield running
     running.stop()
     assert not wait_until_gone(running.tag), running.log()[-3000:]
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def deploy(
-    sm: Any,
-    tarball: Path,
-    *,
-    name: str | None = None,
-    env: dict[str, str] | None = None,
-    variants: list[tuple[str, float]] = (("AllTraffic", 1.0),),  # type: ignore[assignment]
-    instances: int = 1,
-    wait: bool = True,
-) -> str:
-    """CreateModel + CreateEndpointConfig + CreateEndpoint, as a user's script does; returns the name."""
-    name = name or unique("ep")
-    model = unique("model")
-    sm.create_model(
-        ModelName=model,
-        ExecutionRoleArn="arn:aws:iam::000000000000:role/moorage-tests",
-        PrimaryContainer={
-            "Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.1-cpu-py310",
-            "ModelDataUrl": f"file://{tarball}",
-            "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **(env or {})},
-        },
-    )
-    config = unique("config")
-    sm.create_endpoint_config(
-        EndpointConfigName=config,
-        ProductionVariants=[
-            {
-                "VariantName": variant,
-                "ModelName": model,
-                "InitialInstanceCount": instances,
-                "InstanceType": "ml.m5.large",
-                "InitialVariantWeight": weight,
-            }
-            for variant, weight in variants
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=config)
-    if wait:
-        sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=FAST)
-    return name
-
-
-def new_config(sm: Any, tarball: Path, env: dict[str, str] | None = None, instances: int = 1) -> str:
-    model = unique("model")
-    sm.create_model(
-        ModelName=model,
-        PrimaryContainer={
-            "ModelDataUrl": f"file://{tarball}",
-            "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **(env or {})},
-        },
-    )
-    config = unique("config")
-    sm.create_endpoint_config(
-        EndpointConfigName=config,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": model,
-                "InitialInstanceCount": instances,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-    )
-    return config
-
-
-def delete(sm: Any, name: str) -> None:
-    sm.delete_endpoint(EndpointName=name)
-    sm.get_waiter("endpoint_deleted").wait(EndpointName=name, WaiterConfig=FAST)
-
-
-def act(runtime: Any, endpoint: str, **request: Any) -> Any:
-    return runtime.invoke_endpoint(
-        EndpointName=endpoint,
-        Body=json.dumps(request),
-        ContentType="application/json",
-        Accept="application/json",
-    )
-
-
-def answer(runtime: Any, endpoint: str, **request: Any) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(act(runtime, endpoint, **request)["Body"].read())
-    return result
 
 
 # The seed's journey -------------------------------------------------------------------------------
@@ -536,3 +446,41 @@ def test_response_streaming_relays_the_answer_as_payload_parts(server: RunningSe
             ContentType="application/json",
         )
     assert caught.value.response["Error"]["Code"] == "ModelError"
+
+
+def test_the_handler_sees_only_the_headers_sagemaker_forwards(server: RunningServer, artifacts: Any) -> None:
+    """SageMaker strips what InvokeEndpoint does not define: no Authorization, X-Amz-Date or User-Agent."""
+    model = artifacts.root / "headers"
+    if not model.exists():
+        from moorage.examples.builders import pack
+
+        (model / "dir" / "code").mkdir(parents=True)
+        (model / "dir" / "code" / "inference.py").write_text(
+            "import json\n\n"
+            "def model_fn(model_dir):\n    return None\n\n"
+            "def transform_fn(model, body, content_type, accept, context):\n"
+            "    headers = context.request_processor[0].get_request_properties()\n"
+            "    return json.dumps(sorted(k.lower() for k in headers if k != 'body')), 'application/json'\n"
+        )
+        pack(model / "dir", model / "model.tar.gz")
+    sm, runtime = server.client("sagemaker"), server.client("sagemaker-runtime")
+    name = deploy(sm, model / "model.tar.gz")
+    try:
+        seen = json.loads(
+            runtime.invoke_endpoint(
+                EndpointName=name,
+                Body=b"{}",
+                ContentType="application/json",
+                Accept="application/json",
+                CustomAttributes="a=1",
+                InferenceId="req-1",
+            )["Body"].read()
+        )
+        assert seen == [
+            "accept",
+            "content-type",
+            "x-amzn-sagemaker-custom-attributes",
+            "x-amzn-sagemaker-inference-id",
+        ]
+    finally:
+        delete(sm, name)

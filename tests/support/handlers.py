@@ -1,7 +1,11 @@
 """Handlers written the way SageMaker users write them, for driving faults from a test.
 
 FAULT_HANDLER's behaviour is chosen per request by a JSON body such as {"action": "sleep", "seconds": 3};
-its model_fn fails when the model's environment says so (FAULT_LOAD=raise|sleep).
+its model_fn fails when the model's environment says so (FAULT_LOAD=raise|sleep, or raise_if_marker:
+raise while the file FAULT_MARKER exists). Traces for tests that must see whether user code ran:
+FAULT_IMPORT_MARKER (written when the module is imported) and FAULT_LOAD_LOG (a line per model_fn call).
+A body whose Content-Type is not JSON reaches input_fn untouched and is described back ("seen");
+`application/x-refused` is refused by input_fn with a 415 (the toolkit's GenericInferenceToolkitError).
 """
 
 from __future__ import annotations
@@ -16,17 +20,31 @@ FAULT_HANDLER = textwrap.dedent("""
 
     from sagemaker_inference import errors
 
+    if os.environ.get("FAULT_IMPORT_MARKER"):
+        with open(os.environ["FAULT_IMPORT_MARKER"], "a") as marker:
+            marker.write(f"imported by {os.getpid()}\\n")
+
 
     def model_fn(model_dir):
+        if os.environ.get("FAULT_LOAD_LOG"):
+            with open(os.environ["FAULT_LOAD_LOG"], "a") as trace:
+                trace.write(f"{time.time()} {os.getpid()}\\n")
         mode = os.environ.get("FAULT_LOAD", "")
         if mode == "raise":
             raise RuntimeError("model_fn refused to load: FAULT_LOAD=raise")
+        if mode == "raise_if_marker" and os.path.exists(os.environ["FAULT_MARKER"]):
+            raise RuntimeError("model_fn refused to load: the fault marker exists")
         if mode == "sleep":
             time.sleep(float(os.environ.get("FAULT_LOAD_SECONDS", "30")))
         return {"loaded_from": model_dir, "version": os.environ.get("MODEL_VERSION", "1")}
 
 
     def input_fn(body, content_type):
+        if content_type == "application/x-refused":
+            raise errors.GenericInferenceToolkitError(415, f"input_fn does not take {content_type}")
+        if content_type is None or not content_type.startswith("application/json"):
+            return {"action": "seen", "content_type": content_type, "body_type": type(body).__name__,
+                    "length": len(body)}
         request = json.loads(body)
         if request.get("action") == "raise" and request.get("where") == "input_fn":
             raise ValueError("boom in input_fn")
@@ -42,6 +60,11 @@ FAULT_HANDLER = textwrap.dedent("""
             raise errors.GenericInferenceToolkitError(status, message)
         if action == "sleep":
             time.sleep(float(request["seconds"]))
+        if action == "block":  # until the test creates `release` (at most `seconds`)
+            open(request["started"], "w").close()
+            deadline = time.monotonic() + float(request.get("seconds", 30))
+            while not os.path.exists(request["release"]) and time.monotonic() < deadline:
+                time.sleep(0.01)
         if action == "spin":
             deadline = time.monotonic() + float(request["seconds"])
             while time.monotonic() < deadline:
@@ -63,5 +86,7 @@ FAULT_HANDLER = textwrap.dedent("""
             raise ValueError("boom in output_fn")
         if isinstance(prediction, dict) and prediction.get("echo", {}).get("action") == "bad_content_type":
             return json.dumps(prediction), "text/plain\\r\\nX-Evil: 1"
+        if isinstance(prediction, dict) and prediction.get("echo", {}).get("action") == "content_type":
+            return json.dumps(prediction), prediction["echo"]["value"]
         return json.dumps(prediction), "application/json"
 """)

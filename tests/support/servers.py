@@ -84,7 +84,10 @@ class RunningServer:
     s3_url: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
-    def client(self, service: str, **kwargs: Any) -> Any:
+    def client(
+        self, service: str, *, credentials: tuple[str, str] = ("testing", "testing"), **kwargs: Any
+    ) -> Any:
+        """An unchanged boto3 client for this server; `credentials` (key id, secret) sign its requests."""
         endpoint = self.s3_url if service == "s3" else self.url
         config = Config(
             retries={"max_attempts": 1, "mode": "standard"}, read_timeout=90, s3={"addressing_style": "path"}
@@ -93,8 +96,8 @@ class RunningServer:
             service,
             endpoint_url=endpoint,
             region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_access_key_id=credentials[0],
+            aws_secret_access_key=credentials[1],
             config=config,
             **kwargs,
         )

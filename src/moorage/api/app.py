@@ -3,20 +3,25 @@
 POST /  with X-Amz-Target: <Prefix>.<Operation>   AWS JSON 1.1 services, by target prefix:
                                                   SageMaker (control plane), and any other
                                                   service registered in `json_services`
+POST /  form-encoded, no X-Amz-Target             AWS query protocol: IAM GetRole (api/iam.py)
 POST /endpoints/{name}/invocations                InvokeEndpoint
 POST /endpoints/{name}/invocations-response-stream  InvokeEndpointWithResponseStream
 GET  /ping                                        the server itself is up (not an endpoint's health)
+GET  /_moorage/info                               version, S3 URL, region, account: what a client
+                                                  needs before it can sign (so, like /ping, no auth)
 GET  /metrics                                     Prometheus text, SageMaker's CloudWatch names
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
-from moorage.api.errors import control_error, new_request_id
+from moorage.api.errors import control_error, new_request_id, query_error
+from moorage.api.iam import IAM_NAMESPACE, is_query_request
 from moorage.api.runtime import RuntimeApi, parse_invocation_path
-from moorage.errors import AuthError, InternalFailure, UnknownOperationException
+from moorage.errors import AuthError, InternalFailure, PayloadTooLarge, UnknownOperationException
 from moorage.httpd import Request, Response, StreamingResponse
 from moorage.runtime.metrics import Metrics, render_prometheus
 
@@ -36,17 +41,30 @@ class MainApp:
         runtime: RuntimeApi,
         metrics: Metrics,
         authenticate: Authenticate | None = None,
+        *,
+        query_service: JsonService | None = None,
+        info: Mapping[str, object] | None = None,
     ) -> None:
-        """`json_services` maps an X-Amz-Target prefix (e.g. "SageMaker") to its handler."""
+        """`json_services` maps an X-Amz-Target prefix (e.g. "SageMaker") to its handler;
+        `query_service` answers the AWS query protocol (IAM); `info` is served at /_moorage/info."""
         self.json_services = dict(json_services)
         self.runtime = runtime
         self.metrics = metrics
         self.authenticate = authenticate
+        self.query_service = query_service
+        self.info = json.dumps(dict(info or {})).encode()
 
     async def __call__(self, request: Request) -> Response | StreamingResponse:
         try:
             return await self._route(request)
+        except PayloadTooLarge as exc:
+            # From `authenticate`, which reads a signed body under its route's cap before the route runs.
+            response = control_error(exc, new_request_id())
+            response.close = True
+            return response
         except AuthError as exc:
+            if is_query_request(request):
+                return query_error(exc, new_request_id(), IAM_NAMESPACE)
             return control_error(exc, new_request_id())
         except Exception:
             log.exception("unexpected error answering %s %s", request.method, request.path)
@@ -58,6 +76,8 @@ class MainApp:
         method, path = request.method, request.path
         if method in ("GET", "HEAD") and path == "/ping":
             return Response(200, b'{"status": "Healthy"}', [("Content-Type", "application/json")])
+        if method in ("GET", "HEAD") and path == "/_moorage/info":
+            return Response(200, self.info, [("Content-Type", "application/json")])
         if self.authenticate is not None:
             await self.authenticate(request)
         if method == "POST":
@@ -66,6 +86,8 @@ class MainApp:
                 service = self.json_services.get(target.partition(".")[0])
                 if service is not None:
                     return await service(request)
+                if self.query_service is not None and is_query_request(request):
+                    return await self.query_service(request)
                 return control_error(
                     UnknownOperationException(f"No service answers X-Amz-Target {target!r} here."),
                     new_request_id(),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any, Protocol
 
@@ -71,19 +71,32 @@ class ControlHooks(Protocol):
 
 
 class ControlPlane:
-    def __init__(self, store: Store, ctx: ControlContext, hooks: ControlHooks, executor: Executor) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ctx: ControlContext,
+        hooks: ControlHooks,
+        executor: Executor,
+        *,
+        operations: Mapping[str, Operation] = OPERATIONS,
+        target_prefix: str = _TARGET_PREFIX,
+    ) -> None:
+        """`operations` and `target_prefix` serve another AWS JSON 1.1 service from the same store
+        (Application Auto Scaling: `control.autoscaling.OPERATIONS`, "AnyScaleFrontendService.")."""
         self.store = store
         self.ctx = ctx
         self.hooks = hooks
         self.executor = executor
+        self.operations = dict(operations)
+        self.target_prefix = target_prefix
 
     async def handle(self, request: Request) -> Response:
         request_id = new_request_id()
         try:
-            name = _operation_name(request)
-            operation = OPERATIONS.get(name)
+            name = _operation_name(request, self.target_prefix)
+            operation = self.operations.get(name)
             if operation is None:
-                raise UnknownOperationException(f"Unknown operation {_TARGET_PREFIX}{name}")
+                raise UnknownOperationException(f"Unknown operation {self.target_prefix}{name}")
             params = _parse(await request.body(MAX_BODY_BYTES))
             loop = asyncio.get_running_loop()
             result, changed = await loop.run_in_executor(self.executor, self._run, name, operation, params)
@@ -110,15 +123,15 @@ class ControlPlane:
         return result, record.name if record is not None else params["EndpointName"]
 
 
-def _operation_name(request: Request) -> str:
+def _operation_name(request: Request, prefix: str) -> str:
     target = request.headers.get("X-Amz-Target")
     if request.method != "POST" or target is None:
         raise UnknownOperationException(
-            "The control plane takes POST / with an X-Amz-Target: SageMaker.<Operation> header."
+            f"The control plane takes POST / with an X-Amz-Target: {prefix}<Operation> header."
         )
-    if not target.startswith(_TARGET_PREFIX):
+    if not target.startswith(prefix):
         raise UnknownOperationException(f"Unknown operation {target}")
-    return target[len(_TARGET_PREFIX) :]
+    return target[len(prefix) :]
 
 
 def _parse(body: bytes) -> JsonObject:

@@ -1,9 +1,11 @@
 """The one place where domain errors become SageMaker's error shapes on the wire.
 
-Two protocols, two shapes (spec §3.1 and §4.2):
+Three protocols, three shapes (spec §3.1 and §4.2):
 - the control plane (AWS JSON 1.1): `{"__type": code, "Message": text}`, status 400 unless modeled;
 - the runtime (rest-json): the code in `x-amzn-ErrorType`, a JSON body with `Message`, and for
-  ModelError the container's status and body as `OriginalStatusCode` / `OriginalMessage`.
+  ModelError the container's status and body as `OriginalStatusCode` / `OriginalMessage`;
+- the AWS query protocol (IAM GetRole, for the SageMaker SDK's role names):
+  `<ErrorResponse><Error><Type/><Code/><Message/></Error><RequestId/></ErrorResponse>`.
 Every error response carries `x-amzn-RequestId`, which botocore reports as the request id.
 """
 
@@ -11,11 +13,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from xml.sax.saxutils import escape
 
 from moorage.errors import ModelError, MoorageError
 from moorage.httpd import Response
 
-__all__ = ["control_error", "new_request_id", "runtime_error"]
+__all__ = ["control_error", "new_request_id", "query_error", "runtime_error"]
 
 
 def new_request_id() -> str:
@@ -55,3 +58,14 @@ def runtime_error(error: MoorageError, request_id: str) -> Response:
             ("x-amzn-RequestId", request_id),
         ],
     )
+
+
+def query_error(error: MoorageError, request_id: str, namespace: str) -> Response:
+    """An AWS query-protocol error; botocore reads `Error/Code` and `Error/Message` from the XML."""
+    kind = "Receiver" if error.status >= 500 else "Sender"
+    body = (
+        f'<ErrorResponse xmlns="{namespace}"><Error><Type>{kind}</Type>'
+        f"<Code>{escape(error.code)}</Code><Message>{escape(error.message)}</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    ).encode()
+    return Response(error.status, body, [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)])

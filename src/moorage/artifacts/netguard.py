@@ -10,8 +10,10 @@ the connection (rebinding) cannot redirect it. See reliability.md §2.2 "SSRF th
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
+import threading
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
@@ -23,6 +25,7 @@ __all__ = [
     "HttpTarget",
     "address_problem",
     "host_is_allowlisted",
+    "precheck_http_target",
     "vet_http_target",
 ]
 
@@ -120,22 +123,68 @@ def vet_http_target(host: str, port: int, *, url: str, policy: ArtifactPolicy) -
     the name could not be resolved for a temporary reason.
     """
     host = host.lower().strip("[]")
+    allowlisted = _check_allowlist(host, port, url, policy)
+    addresses = _resolve(host, port, url)
+    if not allowlisted:
+        _check_addresses(host, addresses, url, policy)
+    return HttpTarget(host=host, port=port, address=str(addresses[0]))
+
+
+def precheck_http_target(
+    host: str, port: int, *, url: str, policy: ArtifactPolicy, resolve_timeout_s: float = 2.0
+) -> None:
+    """The same decision as `vet_http_target`, taken early (at CreateModel) and without connecting.
+
+    A literal address is judged as it is; a name is resolved for at most `resolve_timeout_s`. A name
+    that does not resolve (or not in time) passes here: the fetch resolves it again and decides.
+    Raises ArtifactSourceError when the policy refuses the URL.
+    """
+    host = host.lower().strip("[]")
+    if _check_allowlist(host, port, url, policy):
+        return
+    try:
+        addresses: list[IPAddress] | None = [ipaddress.ip_address(host.partition("%")[0])]
+    except ValueError:
+        addresses = _resolve_within(host, port, url, resolve_timeout_s)
+    if addresses:
+        _check_addresses(host, addresses, url, policy)
+
+
+def _check_allowlist(host: str, port: int, url: str, policy: ArtifactPolicy) -> bool:
+    """Whether the host is allowlisted; ArtifactSourceError when a non-empty allowlist leaves it out."""
     allowlisted = host_is_allowlisted(host, port, policy.allowed_http_hosts)
     if policy.allowed_http_hosts and policy.block_private_addresses and not allowlisted:
         raise ArtifactSourceError(
             f"model data URL {url} is not allowed: host {host!r} is not in MOORAGE_ALLOWED_HTTP_HOSTS "
             f"({', '.join(policy.allowed_http_hosts)})"
         )
-    addresses = _resolve(host, port, url)
-    if policy.block_private_addresses and not allowlisted:
-        for address in addresses:
-            problem = address_problem(address)
-            if problem is not None:
-                raise ArtifactSourceError(
-                    f"model data URL {url} is not allowed: {host} resolves to {address}, {problem}. "
-                    "Add the host to MOORAGE_ALLOWED_HTTP_HOSTS if this server is meant to fetch from it"
-                )
-    return HttpTarget(host=host, port=port, address=str(addresses[0]))
+    return allowlisted
+
+
+def _check_addresses(host: str, addresses: list[IPAddress], url: str, policy: ArtifactPolicy) -> None:
+    if not policy.block_private_addresses:
+        return
+    for address in addresses:
+        problem = address_problem(address)
+        if problem is not None:
+            raise ArtifactSourceError(
+                f"model data URL {url} is not allowed: {host} resolves to {address}, {problem}. "
+                "Add the host to MOORAGE_ALLOWED_HTTP_HOSTS if this server is meant to fetch from it"
+            )
+
+
+def _resolve_within(host: str, port: int, url: str, timeout_s: float) -> list[IPAddress] | None:
+    """`_resolve` on a helper thread, so that a hanging resolver holds the caller `timeout_s` at most."""
+    found: list[list[IPAddress]] = []
+
+    def run() -> None:
+        with contextlib.suppress(ArtifactSourceError, DnsUnavailable):
+            found.append(_resolve(host, port, url))
+
+    thread = threading.Thread(target=run, name="netguard-resolve", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return found[0] if found else None
 
 
 def _resolve(host: str, port: int, url: str) -> list[IPAddress]:

@@ -8,14 +8,15 @@ supervisor, routing, timeouts) only ever talks to handles. `local` forks process
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from moorage.worker.protocol import Invoke, Reply, WorkerSpec
+from moorage.worker.protocol import Invoke, LoadFailed, Reply, WorkerSpec
 
-__all__ = ["Backend", "PlacementProfile", "ReadyInfo", "WorkerHandle", "WorkerLost"]
+__all__ = ["Backend", "PlacementProfile", "ReadyInfo", "WorkerHandle", "WorkerLost", "load_failure_text"]
 
 
 class WorkerLost(Exception):
@@ -77,14 +78,45 @@ class WorkerHandle(Protocol):
 class Backend(Protocol):
     name: str
 
-    async def start(self) -> None: ...
+    async def start(self) -> None:
+        """Get ready to place workers (fork server up, cluster joined). Idempotent: later calls wait for
+        the first; a call after a failed one tries again. Raises InstanceStartError when it cannot."""
+        ...
 
     async def spawn_worker(self, spec: WorkerSpec, profile: PlacementProfile, log_path: Path) -> WorkerHandle:
-        """Start one worker; returns as soon as it exists (call `wait_ready` for the model to load)."""
+        """Start one worker; returns as soon as it exists (call `wait_ready` for the model to load).
+
+        InstanceStartError when no place could ever hold `profile` (say, GPUs on a cluster without any).
+        """
         ...
 
     def capacity(self) -> PlacementProfile:
-        """What one machine of this backend offers (for choosing worker counts and threads)."""
+        """What one machine of this backend offers (for choosing worker counts and threads).
+
+        Valid once `start` has returned: a cluster's machines are only known after joining it.
+        """
         ...
 
     async def close(self) -> None: ...
+
+
+def load_failure_text(failure: LoadFailed, log_path: Path) -> str:
+    """What the user reads in FailureReason: the exception, then the last lines of the worker's log
+    (or of the traceback, when the log is on another machine)."""
+    text = f"The model could not be loaded: {failure.error}"
+    tail = _log_tail(log_path, 8)
+    if tail:
+        return text + f"\nLast lines of the log ({log_path.name}):\n{tail}"
+    traceback = "\n".join(failure.detail.strip().splitlines()[-8:])
+    return text + (f"\nLast lines of the traceback:\n{traceback}" if traceback else "")
+
+
+def _log_tail(path: Path, lines: int) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 8192))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])

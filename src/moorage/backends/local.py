@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from moorage.backends.base import PlacementProfile, ReadyInfo, WorkerLost
+from moorage.backends.base import PlacementProfile, ReadyInfo, WorkerLost, load_failure_text
 from moorage.errors import InstanceStartError
 from moorage.runtime.cpu import ThreadBudget
 from moorage.settings import Settings
@@ -193,7 +193,7 @@ class LocalWorker:
                 f"The model did not finish loading within {timeout:g} s (model_fn is still running)."
             ) from None
         if isinstance(outcome, LoadFailed):
-            raise InstanceStartError(_load_failure_text(outcome, self.log_path))
+            raise InstanceStartError(load_failure_text(outcome, self.log_path))
         return ReadyInfo(pid=outcome.pid, load_seconds=outcome.load_seconds, device=outcome.device)
 
     def invoke(self, batch: Sequence[Invoke]) -> list[asyncio.Future[Reply]]:
@@ -262,26 +262,6 @@ class LocalWorker:
 
     async def wait_gone(self) -> str:
         return await asyncio.shield(self._gone)
-
-
-def _load_failure_text(failure: LoadFailed, log_path: Path) -> str:
-    """What the user reads in FailureReason: the exception, then the last lines of the worker's log."""
-    tail = _log_tail(log_path, 8)
-    text = f"The model could not be loaded: {failure.error}"
-    if tail:
-        text += f"\nLast lines of the log ({log_path.name}):\n{tail}"
-    return text
-
-
-def _log_tail(path: Path, lines: int) -> str:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 8192))
-            text = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 class _WorkerProtocol(asyncio.Protocol):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from moorage.errors import ValidationException
+from moorage.settings import ArtifactPolicy
 
 __all__ = [
     "ControlContext",
@@ -86,11 +87,13 @@ def parse_arn(arn: str) -> ParsedArn | None:
 
 @dataclass(frozen=True)
 class ControlContext:
-    """What every control-plane operation needs besides its input: where it runs, and the time."""
+    """What every control-plane operation needs besides its input: where it runs, the time, and which
+    model sources CreateModel may accept (the fetch checks the same policy again)."""
 
     region: str
     account_id: str
     clock: Callable[[], float] = field(default=time.time)  # epoch seconds
+    artifact_policy: ArtifactPolicy = field(default_factory=ArtifactPolicy)
 
     def arn(self, kind: ResourceKind, name: str) -> str:
         return build_arn(self.region, self.account_id, kind, name)

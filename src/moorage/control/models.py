@@ -1,17 +1,21 @@
 """CreateModel, DescribeModel, ListModels, DeleteModel (spec §3.3).
 
 A model is a record only: nothing runs until an endpoint uses it, and CreateEndpoint copies what it
-needs, so DeleteModel never touches a running endpoint (spec §3.3, documented semantics).
+needs, so DeleteModel never touches a running endpoint (spec §3.3, documented semantics). CreateModel
+does refuse model data that the artifact policy forbids (a metadata, loopback or private address, a
+bucket or path outside the allowlists), so that no connection is ever attempted for it
+(reliability.md row 12); the fetch checks again, since DNS answers can change.
 """
 
 from __future__ import annotations
 
+from moorage.artifacts.policy import check_source_allowed
 from moorage.control.arns import ControlContext, ResourceKind, already_exists, not_found
 from moorage.control.records import ContainerSpec, JsonObject, ModelRecord
 from moorage.control.store import ListQuery, Store
 from moorage.control.tags import refuse_reserved_keys
 from moorage.control.validation import output_members, validate
-from moorage.errors import ValidationException
+from moorage.errors import ArtifactSourceError, ValidationException
 
 __all__ = ["create_model", "delete_model", "describe_model", "list_models"]
 
@@ -23,6 +27,7 @@ def create_model(store: Store, ctx: ControlContext, request: JsonObject) -> Json
     name = request["ModelName"]
     refuse_reserved_keys(request.get("Tags", []))
     container = _container(request)
+    _check_sources(ctx, container)
     record = ModelRecord(
         name=name,
         arn=ctx.arn(_KIND, name),
@@ -63,6 +68,18 @@ def delete_model(store: Store, ctx: ControlContext, request: JsonObject) -> Json
     if not store.delete_model(request["ModelName"]):
         raise not_found(ctx, _KIND, request["ModelName"])
     return {}
+
+
+def _check_sources(ctx: ControlContext, container: ContainerSpec) -> None:
+    """ValidationException when the artifact policy refuses where the model data is."""
+    urls = (container.model_data_url, (container.model_data_source or {}).get("S3Uri"))
+    for url in urls:
+        if not url:
+            continue
+        try:
+            check_source_allowed(url, ctx.artifact_policy)
+        except ArtifactSourceError as exc:
+            raise ValidationException(exc.message) from None
 
 
 def _container(request: JsonObject) -> ContainerSpec:

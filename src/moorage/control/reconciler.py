@@ -14,21 +14,27 @@ a time, whenever the control plane changes an endpoint or the server starts:
     Deleting   withdraw the route, let accepted requests finish, stop the instances → removed
     InService  make sure it runs: after a restart it starts again with no new CreateEndpoint
     Failed     make sure nothing runs
+
+While an endpoint serves, DescribeEndpoint's CurrentInstanceCount follows its instances: one whose
+workers died and cannot be replaced yet (a model that no longer loads) stops counting until it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from moorage.artifacts import ModelSource, PreparedModel, prepare_model
 from moorage.backends.base import Backend
+from moorage.control.lifecycle import Action, transition
 from moorage.control.records import (
     ContainerSpec,
     Deployment,
@@ -62,7 +68,7 @@ class _Live:
 
 def model_source(container: ContainerSpec) -> ModelSource:
     """Where a model's artifact is, with its integrity pins, from its container definition."""
-    source = (container.model_data_source or {}).get("S3DataSource") or {}
+    source = container.model_data_source or {}  # ModelDataSource.S3DataSource, as CreateModel stored it
     url = container.model_data_url or source.get("S3Uri")
     if not url:
         raise ArtifactSourceError(
@@ -107,6 +113,18 @@ def _states(live: _Live) -> tuple[VariantState, ...]:
     )
 
 
+def _with_counts(counts: dict[str, int], record: EndpointRecord) -> EndpointRecord | None:
+    """`record` with the current instance counts of its variants; desired values stay as they are
+    (an update in progress may have set them). None when nothing changes or the status forbids it."""
+    if transition(Action.SET_VARIANTS, record.status) is None:
+        return None
+    variants = tuple(
+        replace(state, current_instance_count=counts.get(state.variant_name, state.current_instance_count))
+        for state in record.variants
+    )
+    return None if variants == record.variants else replace(record, variants=variants)
+
+
 def _reason(error: BaseException) -> str:
     text = error.message if isinstance(error, MoorageError) else f"{type(error).__name__}: {error}"
     return text if len(text) <= 1024 else text[:1021] + "..."
@@ -122,7 +140,7 @@ class Reconciler:
         backend: Backend,
         settings: Settings,
         metrics: Metrics,
-        s3_endpoint_url: str | None = None,
+        s3_local_root: Path | None = None,
     ) -> None:
         self.store = store
         self.store_executor = store_executor
@@ -130,12 +148,12 @@ class Reconciler:
         self.backend = backend
         self.settings = settings
         self.metrics = metrics
-        self.s3_endpoint_url = s3_endpoint_url
-        self._artifact_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="artifacts")
+        self.s3_local_root = s3_local_root  # moorage's embedded S3 store, read without HTTP
         self._live: dict[str, _Live] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._dirty: set[str] = set()
+        self._counting: set[str] = set()  # endpoints whose instance counts are about to be written
         self._closing = False
 
     # ControlHooks -------------------------------------------------------------------------------
@@ -187,7 +205,27 @@ class Reconciler:
             *self._background,
             return_exceptions=True,
         )
-        self._artifact_executor.shutdown(wait=False, cancel_futures=True)
+
+    def _instances_changed(self, endpoint: str) -> None:
+        """A worker of `endpoint` became ready or went away: write the counts DescribeEndpoint shows."""
+        if self._closing or endpoint in self._counting:
+            return
+        self._counting.add(endpoint)
+        task = asyncio.get_running_loop().create_task(self._write_counts(endpoint))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _write_counts(self, endpoint: str) -> None:
+        await asyncio.sleep(0)  # a burst of changes (a whole instance stopping) becomes one write
+        self._counting.discard(endpoint)
+        live = self._live.get(endpoint)
+        if live is None or self._closing:
+            return
+        counts = {name: runtime.ready_instances for name, runtime in live.variants.items()}
+        try:
+            await self._db(self.store.modify_endpoint, endpoint, functools.partial(_with_counts, counts))
+        except Exception:  # the counters are informational; the next change writes them again
+            log.exception("could not record the instance counts of endpoint %s", endpoint)
 
     async def _db(self, method: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         loop = asyncio.get_running_loop()
@@ -345,6 +383,7 @@ class Reconciler:
     async def _start_variant(self, endpoint: str, spec: VariantSpec) -> VariantRuntime:
         try:
             prepared = await self._prepare(endpoint, spec)
+            await self.backend.start()  # idempotent; a cluster's machines are known once it is joined
             runtime = VariantRuntime(
                 VariantSetup(
                     endpoint=endpoint,
@@ -359,6 +398,7 @@ class Reconciler:
                 self.backend,
                 self.settings.workers,
             )
+            runtime.on_change = functools.partial(self._instances_changed, endpoint)
             await runtime.start()
             return runtime
         except MoorageError as exc:
@@ -369,20 +409,49 @@ class Reconciler:
         write = _line_writer(log_path)
         source = model_source(spec.container)
         write(f"preparing model {spec.model_name} from {source.url}")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._artifact_executor,
+        return await _on_daemon_thread(
             functools.partial(
                 prepare_model,
                 source,
                 submit_directory=spec.container.environment.get("SAGEMAKER_SUBMIT_DIRECTORY"),
                 cache_dir=self.settings.cache_dir,
                 policy=self.settings.artifacts,
-                s3_endpoint_url=self.s3_endpoint_url,
+                s3_local_root=self.s3_local_root,
                 log=write,
                 timeout_s=spec.download_timeout_s or _DEFAULT_DOWNLOAD_TIMEOUT_S,
             ),
         )
+
+
+async def _on_daemon_thread(call: Callable[[], _T]) -> _T:
+    """Run blocking `call` on a thread of its own that does not hold the process open at exit.
+
+    Artifact preparation may be stuck in a download for as long as ModelDataDownloadTimeoutInSeconds;
+    a server asked to stop must not wait for it (its workspace is swept at the next start).
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+
+    def run() -> None:
+        try:
+            settle = functools.partial(_succeed, future, call())
+        except BaseException as exc:
+            settle = functools.partial(_fail, future, exc)
+        with contextlib.suppress(RuntimeError):  # the event loop is closed: the server has stopped
+            loop.call_soon_threadsafe(settle)
+
+    threading.Thread(target=run, name="artifacts", daemon=True).start()
+    return await future
+
+
+def _succeed(future: asyncio.Future[_T], result: _T) -> None:
+    if not future.done():  # a cancelled caller waits no more
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[_T], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
 def _line_writer(path: Path) -> Callable[[str], None]:

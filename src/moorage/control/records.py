@@ -18,6 +18,8 @@ __all__ = [
     "EndpointRecord",
     "EndpointStatus",
     "ModelRecord",
+    "ScalableTarget",
+    "ScalingPolicy",
     "VariantSpec",
     "VariantState",
 ]
@@ -134,3 +136,44 @@ class EndpointRecord:
         if self.deployment is not None:
             return self.deployment.config_name
         return self.pending.config_name if self.pending is not None else None
+
+
+@dataclass(frozen=True)
+class ScalableTarget:
+    """A variant registered with Application Auto Scaling: the range its instance count may move in.
+
+    Only SageMaker variants are scaled here (namespace `sagemaker`, resource `endpoint/<e>/variant/<v>`,
+    dimension `sagemaker:variant:DesiredInstanceCount`); the fields keep Application Auto Scaling's names.
+    """
+
+    service_namespace: str
+    resource_id: str
+    scalable_dimension: str
+    min_capacity: int
+    max_capacity: int
+    arn: str
+    role_arn: str
+    creation_time: float
+    suspended_state: JsonObject = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.service_namespace, self.resource_id, self.scalable_dimension)
+
+
+@dataclass(frozen=True)
+class ScalingPolicy:
+    """A target-tracking policy of one scalable target (PutScalingPolicy's input, as accepted)."""
+
+    policy_name: str
+    policy_arn: str
+    service_namespace: str
+    resource_id: str
+    scalable_dimension: str
+    policy_type: str
+    target_tracking: JsonObject  # TargetTrackingScalingPolicyConfiguration
+    creation_time: float
+
+    @property
+    def target_key(self) -> tuple[str, str, str]:
+        return (self.service_namespace, self.resource_id, self.scalable_dimension)

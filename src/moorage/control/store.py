@@ -1,8 +1,9 @@
 """The SQLite store: moorage's only hard state, and the only module that imports sqlite3.
 
-Models, endpoint configs, endpoints (status, deployments, variant counters, failure reason) and the
-tags of all three live here and nowhere else; every other piece of state (running instances, caches)
-is derived from it, which is how a restart recovers (docs/architecture.md).
+Models, endpoint configs, endpoints (status, deployments, variant counters, failure reason), the
+tags of all three, and Application Auto Scaling's scalable targets and scaling policies live here and
+nowhere else; every other piece of state (running instances, caches) is derived from it, which is
+how a restart recovers (docs/architecture.md).
 
 Durability: WAL journal with `synchronous=FULL`, so a write that returned has reached the disk and
 survives a crash of the process or of the machine. Every read-modify-write runs in `BEGIN IMMEDIATE`
@@ -38,6 +39,8 @@ from moorage.control.records import (
     EndpointStatus,
     JsonObject,
     ModelRecord,
+    ScalableTarget,
+    ScalingPolicy,
     VariantSpec,
     VariantState,
 )
@@ -45,7 +48,7 @@ from moorage.errors import ConfigError, ValidationException
 
 __all__ = ["SCHEMA_VERSION", "ListQuery", "Page", "SortKey", "Store"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_FAILURE_REASON = 1024  # DescribeEndpoint.FailureReason's maximum length in the model
 
 _SCHEMA = """
@@ -64,6 +67,21 @@ CREATE TABLE tags (
     arn TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (arn, key));
 """
+
+# What takes a data dir written by schema version N-1 to version N (applied in order, in one transaction).
+_MIGRATIONS: dict[int, str] = {
+    # 2: Application Auto Scaling (scalable targets and their scaling policies). Keys are JSON arrays of
+    # (namespace, resource id, dimension[, policy name]): resource ids may hold any character.
+    2: """
+CREATE TABLE scalable_targets (
+    target_key TEXT PRIMARY KEY, service_namespace TEXT NOT NULL, creation_time REAL NOT NULL,
+    body TEXT NOT NULL);
+CREATE TABLE scaling_policies (
+    policy_key TEXT PRIMARY KEY, target_key TEXT NOT NULL, service_namespace TEXT NOT NULL,
+    creation_time REAL NOT NULL, body TEXT NOT NULL);
+CREATE INDEX scaling_policies_by_target ON scaling_policies (target_key);
+""",
+}
 
 _TABLES = {
     ResourceKind.MODEL: "models",
@@ -180,12 +198,18 @@ class Store:
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
             ).fetchone()
             if not exists:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                _run_script(conn, _SCHEMA)
+                for step in range(2, SCHEMA_VERSION + 1):
+                    _run_script(conn, _MIGRATIONS[step])
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
                 return
             version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+            if isinstance(version, int) and 1 <= version < SCHEMA_VERSION:
+                # An older data dir: bring it up to date (the whole migration commits, or none of it).
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    _run_script(conn, _MIGRATIONS[step])
+                conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+                version = SCHEMA_VERSION
             if version != SCHEMA_VERSION:
                 raise ConfigError(
                     f"{self.path} has state schema version {version}; this moorage reads version "
@@ -399,6 +423,108 @@ class Store:
             arn = _arn_of(conn, kind, name)
             return None if arn is None else _tags(conn, arn)
 
+    # Application Auto Scaling ---------------------------------------------------------------------
+    def register_scalable_target(
+        self,
+        key: tuple[str, str, str],
+        change: Callable[[ScalableTarget | None], ScalableTarget],
+    ) -> ScalableTarget:
+        """Create or update one target atomically: `change` gets the stored one (or None) and may raise."""
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT body FROM scalable_targets WHERE target_key = ?", (_key(*key),)
+            ).fetchone()
+            target = change(_scalable_target(row[0]) if row else None)
+            conn.execute(
+                "INSERT INTO scalable_targets (target_key, service_namespace, creation_time, body)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (target_key) DO UPDATE SET body = excluded.body",
+                (
+                    _key(*target.key),
+                    target.service_namespace,
+                    target.creation_time,
+                    json.dumps(asdict(target)),
+                ),
+            )
+            return target
+
+    def get_scalable_target(self, key: tuple[str, str, str]) -> ScalableTarget | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT body FROM scalable_targets WHERE target_key = ?", (_key(*key),)
+            ).fetchone()
+        return _scalable_target(row[0]) if row else None
+
+    def list_scalable_targets(self, namespace: str | None = None) -> list[ScalableTarget]:
+        """Oldest first; every namespace when `namespace` is None (the autoscaler's view)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT body FROM scalable_targets WHERE ? IS NULL OR service_namespace = ?"
+                " ORDER BY creation_time, target_key",
+                (namespace, namespace),
+            ).fetchall()
+        return [_scalable_target(row[0]) for row in rows]
+
+    def deregister_scalable_target(self, key: tuple[str, str, str]) -> bool:
+        """Remove a target and its scaling policies, as Application Auto Scaling does; False if absent."""
+        with self._write() as conn:
+            target_key = _key(*key)
+            if not conn.execute(
+                "SELECT 1 FROM scalable_targets WHERE target_key = ?", (target_key,)
+            ).fetchone():
+                return False
+            conn.execute("DELETE FROM scalable_targets WHERE target_key = ?", (target_key,))
+            conn.execute("DELETE FROM scaling_policies WHERE target_key = ?", (target_key,))
+        return True
+
+    def put_scaling_policy(self, policy: ScalingPolicy) -> ScalingPolicy | None:
+        """Create or replace a policy; a replaced one keeps its ARN and CreationTime. None when the
+        policy's scalable target is not registered."""
+        target_key = _key(*policy.target_key)
+        policy_key = _key(*policy.target_key, policy.policy_name)
+        with self._write() as conn:
+            if not conn.execute(
+                "SELECT 1 FROM scalable_targets WHERE target_key = ?", (target_key,)
+            ).fetchone():
+                return None
+            row = conn.execute(
+                "SELECT body FROM scaling_policies WHERE policy_key = ?", (policy_key,)
+            ).fetchone()
+            if row:
+                old = _scaling_policy(row[0])
+                policy = replace(policy, policy_arn=old.policy_arn, creation_time=old.creation_time)
+            conn.execute(
+                "INSERT INTO scaling_policies"
+                " (policy_key, target_key, service_namespace, creation_time, body) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (policy_key) DO UPDATE SET body = excluded.body",
+                (
+                    policy_key,
+                    target_key,
+                    policy.service_namespace,
+                    policy.creation_time,
+                    json.dumps(asdict(policy)),
+                ),
+            )
+        return policy
+
+    def list_scaling_policies(self, namespace: str | None = None) -> list[ScalingPolicy]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT body FROM scaling_policies WHERE ? IS NULL OR service_namespace = ?"
+                " ORDER BY creation_time, policy_key",
+                (namespace, namespace),
+            ).fetchall()
+        return [_scaling_policy(row[0]) for row in rows]
+
+    def delete_scaling_policy(self, key: tuple[str, str, str], policy_name: str) -> bool:
+        with self._write() as conn:
+            policy_key = _key(*key, policy_name)
+            if not conn.execute(
+                "SELECT 1 FROM scaling_policies WHERE policy_key = ?", (policy_key,)
+            ).fetchone():
+                return False
+            conn.execute("DELETE FROM scaling_policies WHERE policy_key = ?", (policy_key,))
+        return True
+
     # Pagination tokens ----------------------------------------------------------------------------
     def encode_token(self, payload: JsonObject) -> str:
         """An opaque NextToken: the payload, signed so that a changed or forged token is refused."""
@@ -508,6 +634,25 @@ class Store:
 
 
 # Row and JSON codecs ------------------------------------------------------------------------------
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Each statement on its own (executescript would commit the transaction it runs in)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _key(*parts: str) -> str:
+    return json.dumps(parts)
+
+
+def _scalable_target(body: str) -> ScalableTarget:
+    return ScalableTarget(**json.loads(body))
+
+
+def _scaling_policy(body: str) -> ScalingPolicy:
+    return ScalingPolicy(**json.loads(body))
+
+
 _ENDPOINT_COLUMNS = "name, arn, status, creation_time, last_modified_time, body"
 
 

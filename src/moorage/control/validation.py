@@ -30,13 +30,14 @@ __all__ = ["coral_message", "operation_model", "output_members", "render_value",
 
 
 @functools.cache
-def _service_model() -> ServiceModel:
+def _service_model(service: str = "sagemaker") -> ServiceModel:
     # Loading the model costs about 0.1 s; do it once, on first use, never at import.
-    return botocore.session.get_session().get_service_model("sagemaker")
+    return botocore.session.get_session().get_service_model(service)
 
 
-def operation_model(operation: str) -> OperationModel:
-    return _service_model().operation_model(operation)
+def operation_model(operation: str, service: str = "sagemaker") -> OperationModel:
+    """An operation of botocore's model of `service` (SageMaker's unless told otherwise)."""
+    return _service_model(service).operation_model(operation)
 
 
 @functools.cache
@@ -46,12 +47,12 @@ def output_members(operation: str) -> frozenset[str]:
     return frozenset(shape.members) if isinstance(shape, StructureShape) else frozenset()
 
 
-def validate(operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+def validate(operation: str, params: Mapping[str, Any], service: str = "sagemaker") -> dict[str, Any]:
     """The input as accepted: unknown members dropped, timestamps as epoch seconds.
 
     Raises ValidationException listing every violation at once, as SageMaker does.
     """
-    shape = operation_model(operation).input_shape
+    shape = operation_model(operation, service).input_shape
     checker = _Checker()
     cleaned = checker.structure(shape, params, "") if shape is not None else {}
     if checker.errors:
@@ -289,8 +290,16 @@ _CHAR_CLASS = re.compile(r"\[((?:\\.|[^\]\\])*)\]")
 _PROPERTY = re.compile(r"\\p\{(\w+)\}")
 
 
+# Java spells a code point past U+FFFF as its UTF-16 surrogate pair; Python's `re` sees code points.
+_SUPPLEMENTARY = (r"\uD800\uDC00-\uDBFF\uDFFF", r"\U00010000-\U0010FFFF")
+_PRINT = r"[\x20-\x7E]"  # Java's POSIX \p{Print} (Application Auto Scaling's PolicyName)
+
+
 def _java_to_python(pattern: str) -> str:
     r"""Rewrite each character class that holds `\p{X}` as an alternation Python's `re` can run."""
+    pattern = pattern.replace(*_SUPPLEMENTARY)
+    if pattern == r"\p{Print}+":
+        return _PRINT + "+"
 
     def rewrite(match: re.Match[str]) -> str:
         body = match.group(1)

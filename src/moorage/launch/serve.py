@@ -19,15 +19,24 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
+from moorage import __version__
 from moorage.api.app import MainApp
+from moorage.api.auth import S3Auth, SageMakerAuth
 from moorage.api.control import ControlPlane
+from moorage.api.iam import IamApi
+from moorage.api.logs import TARGET_PREFIX as LOGS_TARGET_PREFIX
+from moorage.api.logs import LogsApi
 from moorage.api.runtime import RuntimeApi
 from moorage.backends.base import Backend
+from moorage.control import autoscaling
 from moorage.control.arns import ControlContext
+from moorage.control.autoscaler import Autoscaler
 from moorage.control.reconciler import Reconciler
 from moorage.control.store import Store
+from moorage.credentials import Keyring, credentials_path, require_keys
 from moorage.errors import ConfigError
 from moorage.httpd import HttpServer
+from moorage.logs import LogRotator, LogsContext, LogsLayout
 from moorage.runtime.metrics import Metrics
 from moorage.runtime.router import Router
 from moorage.settings import Settings
@@ -78,6 +87,8 @@ def _exclusive(data_dir: Path) -> Iterator[IO[str]]:
 async def serve(settings: Settings, environ: Mapping[str, str], stop: asyncio.Event) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o700)
+    if settings.auth == "sigv4":
+        require_keys(settings.data_dir)  # else no client could sign a request: refuse to start
     with _exclusive(settings.data_dir):
         await _serve(settings, environ, stop)
 
@@ -90,18 +101,23 @@ async def _serve(settings: Settings, environ: Mapping[str, str], stop: asyncio.E
     backend = make_backend(settings, environ)
     router = Router(settings.account_id)
     metrics = Metrics()
+    # --auth sigv4: both ports check every request against the keys of `moorage credentials`.
+    keyring = Keyring(credentials_path(settings.data_dir)) if settings.auth == "sigv4" else None
     s3_server: HttpServer | None = None
     if settings.s3_port is not None:
         from moorage.s3 import build_s3_app
 
         s3_server = HttpServer(
-            build_s3_app(settings.s3_dir, region=settings.region),
+            build_s3_app(
+                settings.s3_dir,
+                region=settings.region,
+                authenticate=S3Auth(keyring, region=settings.region) if keyring is not None else None,
+            ),
             settings.host,
             settings.s3_port,
             settings.http,
         )
         await s3_server.start()
-    embedded_s3 = f"http://127.0.0.1:{s3_server.port}" if s3_server is not None else None
     external_s3 = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
     reconciler = Reconciler(
         store=store,
@@ -110,21 +126,73 @@ async def _serve(settings: Settings, environ: Mapping[str, str], stop: asyncio.E
         backend=backend,
         settings=settings,
         metrics=metrics,
-        s3_endpoint_url=None if external_s3 else embedded_s3,
+        s3_local_root=None if external_s3 or s3_server is None else settings.s3_dir,
     )
     control = ControlPlane(
         store,
-        ControlContext(region=settings.region, account_id=settings.account_id),
+        ControlContext(
+            region=settings.region, account_id=settings.account_id, artifact_policy=settings.artifacts
+        ),
         reconciler,
         store_executor,
     )
-    json_services = {"SageMaker": control.handle}
-    app = MainApp(json_services, RuntimeApi(router, metrics, settings.region, settings.account_id), metrics)
+    # Application Auto Scaling's API on the same port, over the same store; the autoscaler acts on it.
+    scaling = ControlPlane(
+        store,
+        control.ctx,
+        reconciler,
+        store_executor,
+        operations=autoscaling.OPERATIONS,
+        target_prefix=autoscaling.TARGET_PREFIX,
+    )
+    autoscaler = Autoscaler(
+        store=store,
+        store_executor=store_executor,
+        ctx=control.ctx,
+        metrics=metrics,
+        endpoint_changed=reconciler.endpoint_changed,
+        period_s=settings.autoscale_period_s,
+    )
+    rotator = LogRotator(settings.logs_dir, settings.log_max_bytes)
+    logs = LogsApi(
+        LogsContext(LogsLayout(settings.logs_dir), rotator.lock, settings.region, settings.account_id)
+    )
+    json_services = {
+        "SageMaker": control.handle,
+        LOGS_TARGET_PREFIX: logs.handle,
+        autoscaling.TARGET_PREFIX.rstrip("."): scaling.handle,
+    }
+    # What /_moorage/info tells clients (the SDK): the S3 endpoint this server reads s3:// model data from.
+    client_info = {
+        "version": __version__,
+        "s3_url": external_s3 or (s3_server and f"http://{settings.host}:{s3_server.port}"),
+        "region": settings.region,
+        "account_id": settings.account_id,
+    }
+    app = MainApp(
+        json_services,
+        RuntimeApi(router, metrics, settings.region, settings.account_id),
+        metrics,
+        authenticate=None
+        if keyring is None
+        else SageMakerAuth(
+            keyring,
+            region=settings.region,
+            account_id=settings.account_id,
+            # Signing names of the APIs served here.
+            services=frozenset({"sagemaker", "logs", "iam", "application-autoscaling"}),
+        ),
+        query_service=IamApi(settings.account_id).handle,
+        info=client_info,
+    )
     server = HttpServer(app, settings.host, settings.port, settings.http)
     await server.start()
     warm = asyncio.get_running_loop().create_task(backend.start())
+    warm.add_done_callback(_report_backend_start)
+    rotation = asyncio.get_running_loop().create_task(rotator.run())
     try:
         await reconciler.recover()
+        autoscaler.start()
         url = f"http://{settings.host}:{server.port}"
         info = {
             "pid": os.getpid(),
@@ -146,11 +214,19 @@ async def _serve(settings: Settings, environ: Mapping[str, str], stop: asyncio.E
     finally:
         info_path.unlink(missing_ok=True)
         await server.shutdown(settings.workers.drain_grace_s)
+        await autoscaler.close()
         await reconciler.close(settings.workers.drain_grace_s)
         if s3_server is not None:
             await s3_server.shutdown(5.0)
         warm.cancel()
+        rotation.cancel()
         await backend.close()
         await asyncio.get_running_loop().run_in_executor(store_executor, store.close)
         store_executor.shutdown(wait=True)
         log.info("stopped")
+
+
+def _report_backend_start(task: asyncio.Task[None]) -> None:
+    """The backend warms up in the background; if it cannot start, say so now (endpoints will say why)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the backend could not start: %s", task.exception())

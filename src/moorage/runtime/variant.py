@@ -11,6 +11,7 @@ import functools
 import itertools
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,8 @@ class VariantRuntime:
         self.setup = setup
         self.backend = backend
         self.workers = workers
+        if memory_limit_override is None:
+            memory_limit_override = workers.memory_limit_bytes  # MOORAGE_WORKER_MEMORY_LIMIT, if set
         self.plan: InstancePlan = plan_instance(
             setup.instance_type,
             setup.container,
@@ -74,6 +77,8 @@ class VariantRuntime:
         )
         self.groups: list[InstanceGroup] = []
         self.started = False
+        # Called when a worker of this variant becomes ready or goes away (the reconciler reports it).
+        self.on_change: Callable[[], None] = lambda: None
         self._ping_task: asyncio.Task[None] | None = None
 
     @property
@@ -131,6 +136,7 @@ class VariantRuntime:
             pool=self.pool,
             log_path=log_path,
             startup_timeout_s=self.setup.startup_timeout_s,
+            on_change=lambda: self.on_change(),
         )
 
     async def start(self) -> None:

@@ -5,7 +5,8 @@ reply. It never dies of a handler error (the pipeline turns every exception into
 exits when the server closes the socket, and is killed from outside when it hangs or the server dies.
 
 Run by the fork server (`worker/forkserver.py`) after a fork, or as `python -m moorage.worker.main`
-when workers are spawned fresh.
+when workers are spawned fresh. The steps between the frames (`configure_process`, `load`,
+`Responder`) are also what a Ray actor runs (`backends/ray.py`): one worker, two ways to carry its bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import gc
 import logging
 import os
+import re
 import resource
 import signal
 import socket
@@ -22,6 +24,8 @@ import sys
 import time
 import traceback
 from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from moorage.worker.lifetime import die_with_parent
 from moorage.worker.protocol import (
@@ -40,9 +44,15 @@ from moorage.worker.protocol import (
     split_frames,
 )
 
-__all__ = ["Channel", "run"]
+if TYPE_CHECKING:
+    from moorage.handler.pipeline import Handler
+
+__all__ = ["Channel", "Responder", "configure_process", "load", "run"]
 
 log = logging.getLogger("moorage.worker")
+
+# What RFC 9110 does not allow in a field value: CR, LF and every other control character but HTAB.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class Channel:
@@ -71,18 +81,23 @@ class Channel:
         self.sock.sendall(b"".join(encode(message)))
 
 
-def _configure_process(spec: WorkerSpec) -> None:
-    """Give user code the environment SageMaker's container gives it (spec must-match 13 and 14)."""
+def configure_process(spec: WorkerSpec, *, hosted: bool = False) -> None:
+    """Give user code the environment SageMaker's container gives it (spec must-match 13 and 14).
+
+    `hosted`: the process belongs to another runtime (a Ray actor's worker process), which owns its
+    signals and has already chosen its GPU (CUDA_VISIBLE_DEVICES); everything else is the same.
+    """
     os.environ.update(spec.environment)
-    if spec.gpu_id is not None:
+    if spec.gpu_id is not None and not hosted:
         # Set before CUDA initialises, so `torch.device("cuda")` in user code means this worker's GPU
         # (SageMaker's default handlers put every worker on GPU 0; we spread them).
         os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.gpu_id)
     if spec.memory_limit_bytes:
         resource.setrlimit(resource.RLIMIT_DATA, (spec.memory_limit_bytes, spec.memory_limit_bytes))
-    # The server owns shutdown: Ctrl+C in its terminal must not kill workers mid-request.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if not hosted:
+        # The server owns shutdown: Ctrl+C in its terminal must not kill workers mid-request.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.chdir(spec.model_dir)
     front = [path for path in (spec.code_dir, spec.model_dir, spec.deps_dir) if path]
     sys.path[:0] = [path for path in front if path not in sys.path]
@@ -100,8 +115,18 @@ def _configure_process(spec: WorkerSpec) -> None:
 
 def run(sock: socket.socket, spec: WorkerSpec) -> int:
     """Load the model, report Ready (or LoadFailed), then serve; returns the process exit code."""
-    _configure_process(spec)
+    configure_process(spec)
     channel = Channel(sock)
+    handler, outcome = load(spec)
+    channel.send(outcome)
+    if handler is None:
+        return 1
+    _serve(channel, Responder(handler, spec))
+    return 0
+
+
+def load(spec: WorkerSpec) -> tuple[Handler | None, Ready | LoadFailed]:
+    """Import the handler and run model_fn; the loaded handler and Ready, or None and LoadFailed."""
     started = time.monotonic()
     try:
         import torch
@@ -123,8 +148,7 @@ def run(sock: socket.socket, spec: WorkerSpec) -> int:
     except BaseException as exc:  # model_fn may raise anything, SystemExit included
         detail = traceback.format_exc()
         log.error("model loading failed for %s/%s:\n%s", spec.endpoint, spec.variant, detail)
-        channel.send(LoadFailed(error=f"{type(exc).__name__}: {exc}", detail=detail))
-        return 1
+        return None, LoadFailed(error=f"{type(exc).__name__}: {exc}", detail=detail)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     load_seconds = time.monotonic() - started
     # The model and everything imported so far live as long as the worker: keep the cyclic garbage
@@ -132,19 +156,10 @@ def run(sock: socket.socket, spec: WorkerSpec) -> int:
     gc.collect()
     gc.freeze()
     log.info("model loaded in %.2f s for endpoint %s, variant %s", load_seconds, spec.endpoint, spec.variant)
-    channel.send(Ready(pid=os.getpid(), load_seconds=load_seconds, device=device))
-    _serve(channel, handler, spec)
-    return 0
+    return handler, Ready(pid=os.getpid(), load_seconds=load_seconds, device=device)
 
 
-def _serve(channel: Channel, handler: object, spec: WorkerSpec) -> None:
-    import torch
-
-    from moorage.handler.pipeline import Handler, HandlerRequest
-
-    assert isinstance(handler, Handler)
-    threads = torch.get_num_threads()
-    batching = spec.batch_size > 1
+def _serve(channel: Channel, responder: Responder) -> None:
     while True:
         message = channel.receive()
         if message is None:
@@ -160,9 +175,30 @@ def _serve(channel: Channel, handler: object, spec: WorkerSpec) -> None:
             if not isinstance(more, Invoke):
                 raise ProtocolError("a batch was cut short")
             batch.append(more)
-        if message.threads and message.threads != threads:
-            torch.set_num_threads(message.threads)
-            threads = message.threads
+        for reply in responder.answer(batch):
+            channel.send(reply)
+
+
+class Responder:
+    """Turns one request (or one batch) into its replies with the loaded handler; no I/O of its own."""
+
+    def __init__(self, handler: Handler, spec: WorkerSpec) -> None:
+        import torch
+
+        self.handler = handler
+        self.spec = spec
+        self.threads = torch.get_num_threads()
+        self.batching = spec.batch_size > 1
+
+    def answer(self, batch: Sequence[Invoke]) -> list[Reply]:
+        import torch
+
+        from moorage.handler.pipeline import HandlerRequest
+
+        first = batch[0]
+        if first.threads and first.threads != self.threads:
+            torch.set_num_threads(first.threads)
+            self.threads = first.threads
         requests = [
             HandlerRequest(
                 body=item.body,
@@ -174,14 +210,21 @@ def _serve(channel: Channel, handler: object, spec: WorkerSpec) -> None:
             for item in batch
         ]
         started = time.perf_counter()
-        responses = handler.transform_batch(requests) if batching else [handler.transform(requests[0])]
+        if self.batching:
+            responses = self.handler.transform_batch(requests)
+        else:
+            responses = [self.handler.transform(requests[0])]
         model_us = int((time.perf_counter() - started) * 1e6)
+        replies = []
         for item, response in zip(batch, responses, strict=True):
             if response.log:
                 log.error(
                     "request %d failed with status %d:\n%s", item.request_id, response.status, response.log
                 )
-            channel.send(dataclasses.replace(_reply(item.request_id, response, spec), model_us=model_us))
+            replies.append(
+                dataclasses.replace(_reply(item.request_id, response, self.spec), model_us=model_us)
+            )
+        return replies
 
 
 def _reply(request_id: int, response: object, spec: WorkerSpec) -> Reply:
@@ -199,10 +242,13 @@ def _reply(request_id: int, response: object, spec: WorkerSpec) -> Reply:
     unsafe = [
         value
         for value in (response.content_type, *(v for _, v in response.headers))
-        if value and ("\r" in value or "\n" in value)
+        if value and _CONTROL.search(value)
     ]
     if unsafe:
-        message = f"The handler returned a header value with CR or LF, which HTTP forbids: {unsafe[0]!r}"
+        message = (
+            f"The handler returned a header value with CR, LF or another control character, which HTTP "
+            f"forbids: {unsafe[0]!r}"
+        )
         log.error("request %d: %s", request_id, message)
         return Reply(request_id, 500, message.encode(), None, message)
     return Reply(

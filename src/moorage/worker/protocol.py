@@ -225,7 +225,7 @@ def decode(frame: bytes | memoryview) -> Message:
             return Ready(**fields)
         if kind == LoadFailed.kind:
             return LoadFailed(**fields)
-    except (struct.error, ValueError, TypeError) as exc:
+    except (struct.error, ValueError, TypeError, RecursionError) as exc:  # RecursionError: JSON too deep
         raise ProtocolError(f"malformed message of kind {kind}: {exc}") from exc
     raise ProtocolError(f"unknown message kind {kind}")
 
