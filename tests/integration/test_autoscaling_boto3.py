@@ -71,7 +71,8 @@ def error(caught: pytest.ExceptionInfo[ClientError]) -> tuple[str, str]:
 
 def test_target_tracking_scales_out_under_load_and_back_in(server: RunningServer, fault_tar: Path) -> None:
     sm, aas = server.client("sagemaker"), server.client("application-autoscaling")
-    name = deploy(sm, fault_tar)
+    # model_fn takes 0.5 s, so the scale-out's Updating lasts ten polls and cannot fall between two.
+    name = deploy(sm, fault_tar, env={"FAULT_LOAD": "sleep", "FAULT_LOAD_SECONDS": "0.5"})
     register(aas, name, 1, 2)
     # 30 invocations per instance per minute: a client in a loop is far above it.
     put_policy(aas, name, TargetValue=30.0, ScaleOutCooldown=0, ScaleInCooldown=2)

@@ -66,6 +66,8 @@ class MainApp:
             if is_query_request(request):
                 return query_error(exc, new_request_id(), IAM_NAMESPACE)
             return control_error(exc, new_request_id())
+        except ConnectionError:
+            raise  # the client left mid-request; the HTTP layer closes the connection quietly
         except Exception:
             log.exception("unexpected error answering %s %s", request.method, request.path)
             return control_error(

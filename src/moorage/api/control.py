@@ -102,6 +102,8 @@ class ControlPlane:
             result, changed = await loop.run_in_executor(self.executor, self._run, name, operation, params)
         except MoorageError as error:
             return control_error(error, request_id)
+        except ConnectionError:
+            raise  # the client left before its body arrived; nothing was run
         except Exception:
             logger.exception("control-plane request %s failed", request_id)
             return control_error(InternalFailure("The server failed to process the request."), request_id)

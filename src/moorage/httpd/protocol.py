@@ -254,6 +254,8 @@ class HttpProtocol(asyncio.Protocol):
         try:
             try:
                 response = await self.app(request)
+            except ConnectionError:
+                raise  # the client left while the app read its body: nobody to answer, nothing to log
             except Exception:
                 log.exception("unhandled error answering %s %s", request.method, request.path)
                 response = Response(

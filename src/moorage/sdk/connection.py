@@ -27,6 +27,7 @@ from functools import cached_property
 from typing import Any
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import (
@@ -220,6 +221,12 @@ class Connection:
                 )
             kind = PredictionError if code == "ModelError" else ServiceError
             raise kind(response, exc.operation_name, message) from None
+        except S3UploadFailedError as exc:
+            # boto3's transfer manager flattens the S3 answer into a string; keep it, as a ServiceError.
+            text = f"{what}: {exc}" if what else str(exc)
+            raise ServiceError(
+                {"Error": {"Code": "S3UploadFailed", "Message": str(exc)}}, "PutObject", text
+            ) from None
         except (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError) as exc:
             raise self._unreachable(where, exc) from None
         except ReadTimeoutError as exc:

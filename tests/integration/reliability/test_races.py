@@ -37,9 +37,11 @@ THREADS = 8
 LOAD_SECONDS = "2.5"  # how long model_fn takes: the window in which the racers must all arrive
 ARN = "arn:aws:sagemaker:us-east-1:000000000000:endpoint/{}"
 # Status → the statuses DescribeEndpoint may show next ("gone": the endpoint no longer exists).
+# InService → gone is a skipped Deleting, not a forbidden jump: with nothing in flight the instances
+# stop in a few milliseconds, which can fall between two polls (seen on a loaded 2-core machine).
 NEXT = {
     "Creating": {"Creating", "InService"},
-    "InService": {"InService", "Updating", "Deleting"},
+    "InService": {"InService", "Updating", "Deleting", "gone"},
     "Updating": {"Updating", "InService"},
     "Deleting": {"Deleting", "gone"},
     "gone": {"gone"},

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
+from boto3.exceptions import S3UploadFailedError
 
 from moorage.sdk.connection import DEFAULT_URL, Connection, _reachable_from_here, resolve_url
-from moorage.sdk.errors import InvalidArgument
+from moorage.sdk.errors import InvalidArgument, ServiceError
 from moorage.sdk.model import PyTorchModel, _is_role_arn, name_from_base
 
 
@@ -104,3 +105,15 @@ def test_a_store_on_every_interface_is_reached_by_the_servers_host(
     s3_url: str, server_url: str, expected: str
 ) -> None:
     assert _reachable_from_here(s3_url, server_url) == expected
+
+
+def test_a_failed_upload_becomes_a_service_error() -> None:
+    """boto3's upload_file raises S3UploadFailedError, not a ClientError; the SDK must still translate it."""
+    session = boto3.Session(aws_access_key_id="AKID", aws_secret_access_key="secret", region_name="us-east-1")
+    connection = Connection("http://127.0.0.1:1", session, environ={})
+    refused = "Failed to upload model.tar.gz to b/k: An error occurred (AccessDenied) when calling PutObject"
+    where = "Could not upload s3://b/k to http://s3"
+    with pytest.raises(ServiceError) as caught, connection.translated("http://s3", where):
+        raise S3UploadFailedError(refused)
+    assert caught.value.error_code == "S3UploadFailed"
+    assert str(caught.value) == f"{where}: {refused}"
