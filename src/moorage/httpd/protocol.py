@@ -40,6 +40,7 @@ _REASONS[424] = "Failed Dependency"
 _date_cache: tuple[int, bytes] = (0, b"")
 _LINGER_S = 2.0  # how long a refused body may keep arriving after the answer
 _LINGER_BYTES = 16 * 1024 * 1024  # and how much of it is read (and dropped) at most
+_REFUSED_LINGER_S = 0.5  # the same for a connection over the cap: short, as a flood of them is likely
 
 
 def _date_header() -> bytes:
@@ -99,13 +100,15 @@ class HttpProtocol(asyncio.Protocol):
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.client = (str(peer[0]), int(peer[1]))
         if not self.registry.add(self):
-            # Over the connection cap: say so once and hang up; no request is parsed.
+            # Over the connection cap: say so once and hang up; no request is parsed. The client has
+            # usually sent its request already, so close the way a refused body is closed (half-close,
+            # drop what arrives), or the kernel's reset could destroy the 503 before it is read.
             self.transport.write(
                 self._status_only(
                     503, b'{"__type":"ServiceUnavailable","Message":"Too many connections; retry later."}'
                 )
             )
-            self.transport.close()
+            self._close_after_response(lingering=True, linger_s=_REFUSED_LINGER_S)
             return
         self._arm("idle", self.limits.keepalive_timeout_s)
 
@@ -416,7 +419,7 @@ class HttpProtocol(asyncio.Protocol):
                     self._parsing.reader.fail(TimeoutError("request body was not received in time"))
                 self._reject(408, "Request body was not received in time.")
 
-    def _close_after_response(self, *, lingering: bool) -> None:
+    def _close_after_response(self, *, lingering: bool, linger_s: float = _LINGER_S) -> None:
         """Close once the response is written. If the client may still be sending a body we refused,
         half-close and discard what arrives for a moment first: closing a socket with unread data makes
         the kernel send a reset, and the client would lose our answer (a 413, say) before reading it."""
@@ -429,7 +432,7 @@ class HttpProtocol(asyncio.Protocol):
         self._lingering = True
         self.transport.write_eof()
         self.transport.resume_reading()
-        self.loop.call_later(_LINGER_S, self.transport.close)
+        self.loop.call_later(linger_s, self.transport.close)
 
     def _reject(self, status: int, message: str) -> None:
         """Answer an unparseable or too-slow request and hang up; no app code runs for it."""
