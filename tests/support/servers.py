@@ -117,10 +117,17 @@ class RunningServer:
 
 
 def _wait_for_info(
-    server: RunningServer, timeout: float, ready_path: str, info_name: str = "server.json"
+    server: RunningServer,
+    timeout: float,
+    ready_path: str,
+    info_name: str = "server.json",
+    *,
+    own_mounts: bool = False,
 ) -> None:
     deadline = time.monotonic() + timeout
     info_path = server.data_dir / info_name
+    if own_mounts:  # the server's files as its mount namespace shows them
+        info_path = Path(f"/proc/{server.process.pid}/root") / info_path.relative_to("/")
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"the server exited with {server.process.returncode}:\n{server.log()[-4000:]}")
@@ -146,14 +153,20 @@ def start_server(
     env: Mapping[str, str] | None = None,
     tag: str | None = None,
     timeout: float = 60.0,
+    prefix: Sequence[str] = (),
 ) -> RunningServer:
-    """`moorage serve` on free ports; returns once /ping answers."""
+    """`moorage serve` on free ports; returns once /ping answers.
+
+    `prefix` runs the server under another command that gives it mounts of its own (`unshare -m …`);
+    its files are then read through /proc/<pid>/root.
+    """
     tag = tag or uuid.uuid4().hex
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [
+                *prefix,
                 sys.executable,
                 "-m",
                 "moorage",
@@ -172,7 +185,7 @@ def start_server(
         )
     server = RunningServer(process, data_dir, log_path, tag)
     try:
-        _wait_for_info(server, timeout, "/ping")
+        _wait_for_info(server, timeout, "/ping", own_mounts=bool(prefix))
     except BaseException:
         server.kill()
         raise

@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,7 +25,7 @@ import psutil
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from support.servers import RunningServer, base_environment, http_get
+from support.servers import RunningServer, start_server
 
 ROLE = "arn:aws:iam::000000000000:role/moorage-tests"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.1-cpu-py310"
@@ -354,52 +353,15 @@ def start_on_tmpfs(
 
     Only the server (and its workers) see the tmpfs; the test reaches it through /proc/<pid>/root.
     """
-    tag = tag or uuid.uuid4().hex
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir.parent / f"{data_dir.name}-server.log"
     script = 'mount -t tmpfs -o size="$1",mode=0700 tmpfs "$2" && shift 2 && exec "$@"'
-    command = [
-        "unshare",
-        "-rm",
-        "sh",
-        "-c",
-        script,
-        "sh",
-        size,
-        str(data_dir),
-        sys.executable,
-        "-m",
-        "moorage",
-        "serve",
-        "--port",
-        "0",
-        "--s3-port",
-        "0",
-        "--data-dir",
-        str(data_dir),
-        *args,
-    ]
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=base_environment(tag, env)
-        )
-    server = RunningServer(process, data_dir, log_path, tag)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            assert process.poll() is None, f"the server exited:\n{server.log()[-4000:]}"
-            with contextlib.suppress(OSError, ValueError):
-                info = json.loads(inside(server, data_dir / "server.json").read_text())
-                if info.get("pid") == process.pid:
-                    server.info, server.url = info, str(info["url"])
-                    server.s3_url = info.get("s3_url")
-                    if http_get(server.url + "/ping")[0] == 200:
-                        return server
-            assert time.monotonic() < deadline, f"not ready within {timeout} s:\n{server.log()[-4000:]}"
-            time.sleep(0.05)
-    except BaseException:
-        server.kill()
-        raise
+    return start_server(
+        data_dir,
+        args=args,
+        env=env,
+        tag=tag,
+        timeout=timeout,
+        prefix=["unshare", "-rm", "sh", "-c", script, "sh", size, str(data_dir)],
+    )
 
 
 @contextlib.contextmanager
