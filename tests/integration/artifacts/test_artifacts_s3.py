@@ -21,6 +21,7 @@ from moorage.artifacts import ModelSource, PreparedModel, prepare_model
 from moorage.artifacts.extract import tree_digest
 from moorage.errors import ArtifactSourceError, IntegrityError, UnsafeArchiveError
 from moorage.settings import ArtifactPolicy
+from support.aws import offline_credentials
 
 pytestmark = pytest.mark.slow
 
@@ -39,17 +40,7 @@ def archive_bytes(files: dict[str, bytes]) -> bytes:
 
 @pytest.fixture(scope="module")
 def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Dummy credentials, no config files, and no instance-metadata lookups: nothing leaves loopback."""
-    empty = tmp_path_factory.mktemp("aws")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
-            patch.delenv(name, raising=False)
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        patch.setenv("AWS_CONFIG_FILE", str(empty / "config"))
-        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty / "credentials"))
-        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with offline_credentials(tmp_path_factory.mktemp("aws")):
         yield
 
 

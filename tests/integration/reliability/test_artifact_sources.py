@@ -40,6 +40,7 @@ from integration.reliability.rig import (
     unique,
     wait_status,
 )
+from support.aws import offline_credentials
 from support.handlers import FAULT_HANDLER
 from support.servers import RunningServer, start_server, wait_until_gone
 
@@ -102,15 +103,7 @@ def trap() -> Iterator[Trap]:
 
 @pytest.fixture(scope="module")
 def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    empty = tmp_path_factory.mktemp("aws")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
-            patch.delenv(name, raising=False)
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        patch.setenv("AWS_CONFIG_FILE", str(empty / "config"))
-        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty / "credentials"))
+    with offline_credentials(tmp_path_factory.mktemp("aws")):
         yield
 
 
