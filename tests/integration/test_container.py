@@ -127,6 +127,15 @@ def test_ping_is_unhealthy_until_model_fn_has_returned(artifacts: Any, tmp_path:
     assert not wait_until_gone(server.tag)
 
 
+def test_torch_is_imported_while_the_server_starts_not_after(tiny: RunningServer) -> None:
+    """Fast start (issue 5): the fork server is launched before the server's own imports and port."""
+    log = tiny.log_path.read_text()
+    assert "fork server started" in log and "listening on" in log
+    assert log.index("fork server started") < log.index("listening on")
+    assert "fork server ready" in log  # the early process was adopted, not replaced by a second one
+    assert log.count("fork server started") == 1
+
+
 def test_unknown_paths_get_torchserves_not_found(tiny: RunningServer) -> None:
     status, body = http_get(tiny.url + "/execution-parameters")
     assert status == 404

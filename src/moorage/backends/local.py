@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -42,7 +43,7 @@ from moorage.worker.protocol import (
     split_frames,
 )
 
-__all__ = ["LocalBackend", "LocalWorker", "worker_environment"]
+__all__ = ["ForkServer", "LocalBackend", "LocalWorker", "make_fork_server", "worker_environment"]
 
 log = logging.getLogger("moorage.backends.local")
 
@@ -291,37 +292,38 @@ class ForkServer:
         self.env = dict(env)
         self.log_path = log_path
         self._sock: socket.socket | None = None
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._ready: asyncio.Future[None] | None = None
         self._spawns: dict[int, asyncio.Future[int]] = {}
         self._exits: dict[int, Callable[[int], None]] = {}
         self._token = 0
         self._lock = asyncio.Lock()
 
-    async def ensure_started(self) -> None:
-        async with self._lock:
-            if self._ready is None:
-                await self._start()
-        assert self._ready is not None
-        await asyncio.shield(self._ready)
+    def launch(self) -> None:
+        """Start the fork server's process now; callable before any event loop runs.
 
-    async def _start(self) -> None:
-        loop = asyncio.get_running_loop()
+        `moorage serve` and `serve-model` call it first thing, so that importing torch (seconds) overlaps
+        with their own imports and start-up instead of following them. A no-op once started.
+        """
+        if self._sock is not None:
+            return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log_file:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "moorage.worker.forkserver",
-                "--fd",
-                str(theirs.fileno()),
-                "--parent-pid",
-                str(os.getpid()),
-                "--preload",
-                ",".join(self.preload),
+            self._process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "moorage.worker.forkserver",
+                    "--fd",
+                    str(theirs.fileno()),
+                    "--parent-pid",
+                    str(os.getpid()),
+                    "--preload",
+                    ",".join(self.preload),
+                ],
                 pass_fds=[theirs.fileno()],
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
                 env=self.env,
@@ -329,9 +331,18 @@ class ForkServer:
         theirs.close()
         ours.setblocking(False)
         self._sock = ours
-        self._ready = loop.create_future()
-        loop.add_reader(ours.fileno(), self._on_readable)
         log.info("fork server started (pid %d), preloading %s", self._process.pid, ", ".join(self.preload))
+
+    async def ensure_started(self) -> None:
+        async with self._lock:
+            if self._ready is None:
+                self.launch()
+                assert self._sock is not None
+                loop = asyncio.get_running_loop()
+                self._ready = loop.create_future()
+                loop.add_reader(self._sock.fileno(), self._on_readable)  # a "ready" already sent is kept
+        assert self._ready is not None
+        await asyncio.shield(self._ready)
 
     def _on_readable(self) -> None:
         assert self._sock is not None
@@ -378,6 +389,8 @@ class ForkServer:
         self._spawns.clear()
         self._exits.clear()
         self._ready = None
+        if self._process is not None:  # reap it (it is exiting) without blocking the loop
+            asyncio.get_running_loop().run_in_executor(None, self._process.wait)
         log.warning("the worker fork server exited; it will be restarted on the next worker start")
 
     async def spawn(
@@ -400,27 +413,30 @@ class ForkServer:
         if sock is not None:
             asyncio.get_running_loop().remove_reader(sock.fileno())
             sock.close()  # EOF: the fork server returns; its workers die with it
-        if self._process is not None and self._process.returncode is None:
-            try:
-                await asyncio.wait_for(self._process.wait(), 5)
-            except TimeoutError:
-                self._process.kill()
-                await self._process.wait()
+        if self._process is not None:
+            await asyncio.get_running_loop().run_in_executor(None, _wait_or_kill, self._process, 5.0)
         self._ready = None
+
+
+def make_fork_server(settings: Settings, environ: Mapping[str, str]) -> ForkServer | None:
+    """The workers' fork server for these settings, not started; None when workers start fresh."""
+    if settings.workers.start_method != "fork":
+        return None
+    log_path = settings.logs_dir / "forkserver.log"
+    return ForkServer(settings.workers.preload, worker_environment(environ), log_path)
 
 
 class LocalBackend:
     name = "local"
 
-    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, settings: Settings, environ: Mapping[str, str], forkserver: ForkServer | None = None
+    ) -> None:
+        """`forkserver`: one already launched by the caller (see ForkServer.launch); else one is made."""
         self.settings = settings
         self.env = worker_environment(environ)
         self.budget = ThreadBudget(settings.cpu_count)
-        self.forkserver = (
-            ForkServer(settings.workers.preload, self.env, settings.logs_dir / "forkserver.log")
-            if settings.workers.start_method == "fork"
-            else None
-        )
+        self.forkserver = forkserver if forkserver is not None else make_fork_server(settings, environ)
         self._spawned: set[asyncio.subprocess.Process] = set()
 
     async def start(self) -> None:
@@ -493,6 +509,14 @@ class LocalBackend:
         for process in list(self._spawned):
             if process.returncode is None:
                 process.kill()
+
+
+def _wait_or_kill(process: subprocess.Popen[bytes], grace_s: float) -> None:
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _count_gpus() -> int:

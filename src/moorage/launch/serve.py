@@ -1,8 +1,9 @@
 """`moorage serve`: the whole service on one machine: control plane, runtime, S3 store, workers.
 
-Start-up order matters for "ready in about a second": the ports open first (the server answers at
-once), the fork server imports torch in the background, and stored endpoints are brought back by the
-reconciler without blocking the control plane. Shutdown is the reverse: stop accepting, let
+Start-up order matters for "ready in about a second": the fork server is launched first (by the
+command, before this module's imports) and imports torch in the background, the ports open (the
+server answers at once), and stored endpoints are brought back by the reconciler without blocking
+the control plane. Shutdown is the reverse: stop accepting, let
 requests in progress finish within the grace period, stop the workers, close the store.
 """
 
@@ -17,7 +18,7 @@ import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from moorage import __version__
 from moorage.api.app import MainApp
@@ -41,6 +42,9 @@ from moorage.runtime.metrics import Metrics
 from moorage.runtime.router import Router
 from moorage.settings import Settings
 
+if TYPE_CHECKING:
+    from moorage.backends.local import ForkServer
+
 __all__ = ["make_backend", "serve", "server_info"]
 
 log = logging.getLogger("moorage.serve")
@@ -48,8 +52,13 @@ log = logging.getLogger("moorage.serve")
 SERVER_INFO = "server.json"
 
 
-def make_backend(settings: Settings, environ: Mapping[str, str]) -> Backend:
-    """The configured backend; Ray is imported only when it is the one chosen."""
+def make_backend(
+    settings: Settings, environ: Mapping[str, str], forkserver: ForkServer | None = None
+) -> Backend:
+    """The configured backend; Ray is imported only when it is the one chosen.
+
+    `forkserver`: the local backend's fork server, when the command launched it early.
+    """
     if settings.backend == "ray":
         from moorage.backends.ray import RayBackend  # type: ignore[import-not-found,unused-ignore]
 
@@ -57,7 +66,7 @@ def make_backend(settings: Settings, environ: Mapping[str, str]) -> Backend:
         return backend
     from moorage.backends.local import LocalBackend
 
-    return LocalBackend(settings, environ)
+    return LocalBackend(settings, environ, forkserver)
 
 
 def server_info(data_dir: Path) -> dict[str, object] | None:
@@ -84,21 +93,28 @@ def _exclusive(data_dir: Path) -> Iterator[IO[str]]:
         lock_file.close()
 
 
-async def serve(settings: Settings, environ: Mapping[str, str], stop: asyncio.Event) -> None:
+async def serve(
+    settings: Settings,
+    environ: Mapping[str, str],
+    stop: asyncio.Event,
+    forkserver: ForkServer | None = None,
+) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o700)
     if settings.auth == "sigv4":
         require_keys(settings.data_dir)  # else no client could sign a request: refuse to start
     with _exclusive(settings.data_dir):
-        await _serve(settings, environ, stop)
+        await _serve(settings, environ, stop, forkserver)
 
 
-async def _serve(settings: Settings, environ: Mapping[str, str], stop: asyncio.Event) -> None:
+async def _serve(
+    settings: Settings, environ: Mapping[str, str], stop: asyncio.Event, forkserver: ForkServer | None
+) -> None:
     info_path = settings.data_dir / SERVER_INFO
     info_path.unlink(missing_ok=True)
     store_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
     store = await asyncio.get_running_loop().run_in_executor(store_executor, Store, settings.db_path)
-    backend = make_backend(settings, environ)
+    backend = make_backend(settings, environ, forkserver)
     router = Router(settings.account_id)
     metrics = Metrics()
     # --auth sigv4: both ports check every request against the keys of `moorage credentials`.

@@ -1,8 +1,9 @@
 """`moorage serve-model`: one model, served on /ping and /invocations as a SageMaker container serves it.
 
-Start-up overlaps its three slow parts: the HTTP port is open at once (/ping says Unhealthy), the
-fork server imports torch while the artifact is fetched and extracted, then the workers fork and
-load the model. /ping turns 200 only when every worker has returned from model_fn.
+Start-up overlaps its three slow parts: the fork server, launched by the command before this module
+is even imported, imports torch while the HTTP port opens (/ping says Unhealthy) and the artifact is
+fetched and extracted; then the workers fork and load the model. /ping turns 200 only when every
+worker has returned from model_fn.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from moorage.api.container import ContainerApp
 from moorage.artifacts import ModelSource, prepare_model
-from moorage.backends.local import LocalBackend
+from moorage.backends.local import ForkServer, LocalBackend
 from moorage.errors import MoorageError
 from moorage.httpd import HttpServer
 from moorage.runtime.variant import VariantRuntime, VariantSetup
@@ -62,11 +63,16 @@ def _code_source(options: ServeModelOptions, env: Mapping[str, str]) -> str | No
 
 
 async def serve_model(
-    settings: Settings, options: ServeModelOptions, environ: Mapping[str, str], stop: asyncio.Event
+    settings: Settings,
+    options: ServeModelOptions,
+    environ: Mapping[str, str],
+    stop: asyncio.Event,
+    forkserver: ForkServer | None = None,
 ) -> None:
+    """`forkserver`: the workers' fork server, when the command launched it before importing this."""
     env = container_environment(environ, options)
     port = options.port if options.port is not None else int(environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
-    backend = LocalBackend(settings, environ)
+    backend = LocalBackend(settings, environ, forkserver)
     app = ContainerApp(None)
     server = HttpServer(app, options.host, port, settings.http)
     await server.start()
