@@ -55,6 +55,9 @@ class ServerRecord:
     cn: dict[int, Phase] = field(default_factory=dict)
     error: str | None = None
     loadavg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # `serve` only: CreateEndpoint → first 200 of a second endpoint (its own copy of the artifact) once
+    # the server is warm: what starting a new instance costs on a running host.
+    warm_first_200_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -84,6 +87,7 @@ class Row:
     x_ideal: dict[int, float | None]  # req/s ÷ the compute limit (single-stream × min(cores, workers))
     ping_s: float | None
     first_200_s: float | None
+    warm_first_200_s: float | None
     pss_mb: float | None
     rss_mb: float | None
     processes: float | None
@@ -139,6 +143,7 @@ def summarize(
                 x_ideal={n: round_ratios(rps[n], dict(ideal)) if rps[n] else None for n in connections},
                 ping_s=median(r.ping_s for r in records),
                 first_200_s=median(r.first_200_s for r in records),
+                warm_first_200_s=median(r.warm_first_200_s for r in records),
                 pss_mb=median(r.pss_mb for r in records),
                 rss_mb=median(r.rss_mb for r in records),
                 processes=median(float(r.processes) if r.processes else None for r in records),
