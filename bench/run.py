@@ -299,16 +299,7 @@ def measure_serve(
         )
         if ping_s is None:
             return dataclasses.replace(empty, error=f"/ping: {why}")
-        deployed = deploy_endpoint(
-            url,
-            workload.tarball,
-            instance_type_for(options.cores),
-            workload.body.read_bytes(),
-            workload.content_type,
-            lambda answer: matches(workload.check, answer, expected),
-            launched.alive,
-            options.startup_timeout_s,
-        )
+        deployed = _deploy(url, launched, options, workload, expected, workload.tarball)
         if deployed.error is not None:
             return dataclasses.replace(
                 empty, ping_s=ping_s, error=f"{deployed.error}\n{launched.log_tail(1500)}"
@@ -353,9 +344,16 @@ def _deploy_on_warm_server(
     time.sleep(options.settle_s)
     copy = data_dir / f"second-{workload.tarball.name}"
     shutil.copyfile(workload.tarball, copy)
+    return _deploy(url, launched, options, workload, expected, copy)
+
+
+def _deploy(
+    url: str, launched: Launched, options: Options, workload: Workload, expected: str, tarball: Path
+) -> Deployed:
+    """CreateEndpoint for `tarball` with the workload's check, timed to the first 200."""
     return deploy_endpoint(
         url,
-        copy,
+        tarball,
         instance_type_for(options.cores),
         workload.body.read_bytes(),
         workload.content_type,
