@@ -3,8 +3,8 @@
 Start-up order matters for "ready in about a second": the fork server is launched first (by the
 command, before this module's imports) and imports torch in the background, the ports open (the
 server answers at once), and stored endpoints are brought back by the reconciler without blocking
-the control plane. Shutdown is the reverse: stop accepting, let
-requests in progress finish within the grace period, stop the workers, close the store.
+the control plane. Shutdown is the reverse: stop accepting, let requests in progress finish within
+the grace period, stop the workers, close the store.
 """
 
 from __future__ import annotations
