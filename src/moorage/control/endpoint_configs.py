@@ -10,6 +10,7 @@ from moorage.control.arns import ControlContext, ResourceKind, already_exists, n
 from moorage.control.records import EndpointConfigRecord, JsonObject
 from moorage.control.store import ListQuery, Store
 from moorage.control.tags import refuse_reserved_keys
+from moorage.control.unsupported import refuse_unsupported
 from moorage.control.validation import output_members, validate
 from moorage.errors import ValidationException
 
@@ -28,10 +29,7 @@ def create_endpoint_config(store: Store, ctx: ControlContext, request: JsonObjec
     request = validate("CreateEndpointConfig", request)
     name = request["EndpointConfigName"]
     refuse_reserved_keys(request.get("Tags", []))
-    if request.get("ShadowProductionVariants"):
-        raise ValidationException(
-            "ShadowProductionVariants are not supported by moorage: it does not mirror traffic."
-        )
+    refuse_unsupported("CreateEndpointConfig", request)
     variants = [_check_variant(variant) for variant in request["ProductionVariants"]]
     names = [variant["VariantName"] for variant in variants]
     duplicates = sorted({variant for variant in names if names.count(variant) > 1})
@@ -97,11 +95,6 @@ def delete_endpoint_config(store: Store, ctx: ControlContext, request: JsonObjec
 def _check_variant(variant: JsonObject) -> JsonObject:
     """What moorage needs of a variant beyond the model's shape: a model, a type and a count."""
     name = variant["VariantName"]
-    if "ServerlessConfig" in variant:
-        raise ValidationException(
-            f'Production variant "{name}": ServerlessConfig is not supported by moorage; '
-            "give InstanceType and InitialInstanceCount instead."
-        )
     missing = [
         member for member in ("ModelName", "InstanceType", "InitialInstanceCount") if member not in variant
     ]

@@ -14,6 +14,7 @@ from moorage.control.arns import ControlContext, ResourceKind, already_exists, n
 from moorage.control.records import ContainerSpec, JsonObject, ModelRecord
 from moorage.control.store import ListQuery, Store
 from moorage.control.tags import refuse_reserved_keys
+from moorage.control.unsupported import refuse_unsupported
 from moorage.control.validation import output_members, validate
 from moorage.errors import ArtifactSourceError, ValidationException
 
@@ -26,6 +27,7 @@ def create_model(store: Store, ctx: ControlContext, request: JsonObject) -> Json
     request = validate("CreateModel", request)
     name = request["ModelName"]
     refuse_reserved_keys(request.get("Tags", []))
+    refuse_unsupported("CreateModel", request)
     container = _container(request)
     _check_sources(ctx, container)
     record = ModelRecord(

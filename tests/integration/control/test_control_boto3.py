@@ -489,3 +489,50 @@ def test_raw_json_protocol(sm: Harness) -> None:
             "constraint: Member must be a string",
         },
     )
+
+
+# Members moorage does not honour: refused by name, never accepted and ignored ------------------------
+def test_members_moorage_does_not_honour_are_refused_by_name(sm: Harness) -> None:
+    container = {"Image": "pytorch-inference:2.1", "ModelDataUrl": "s3://bucket/prefix/"}
+    code, message = error(
+        sm.client.create_model, ModelName="mme", PrimaryContainer=container | {"Mode": "MultiModel"}
+    )
+    assert code == "ValidationException"
+    assert message.startswith("Mode MultiModel (multi-model endpoints) is not supported by moorage")
+    assert sm.store.get_model("mme") is None
+    create_model(sm)
+    variant = {"VariantName": "a", "ModelName": "m", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+    for member, value in [
+        ("AsyncInferenceConfig", {"OutputConfig": {"S3OutputPath": "s3://bucket/out"}}),
+        (
+            "DataCaptureConfig",
+            {
+                "InitialSamplingPercentage": 100,
+                "DestinationS3Uri": "s3://b/c",
+                "CaptureOptions": [{"CaptureMode": "Input"}],
+            },
+        ),
+    ]:
+        code, message = error(
+            sm.client.create_endpoint_config,
+            EndpointConfigName="c",
+            ProductionVariants=[variant],
+            **{member: value},
+        )
+        assert (code, message.split(" ", 1)[0]) == ("ValidationException", member)
+    assert sm.store.get_endpoint_config("c") is None
+
+
+def test_members_with_no_meaning_here_are_recorded_and_echoed(sm: Harness) -> None:
+    create_model(sm)
+    variant = {
+        "VariantName": "a",
+        "ModelName": "m",
+        "InstanceType": "ml.m5.large",
+        "InitialInstanceCount": 1,
+        "VolumeSizeInGB": 30,
+    }
+    sm.client.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[variant], KmsKeyId="key")
+    described = sm.client.describe_endpoint_config(EndpointConfigName="c")
+    assert described["KmsKeyId"] == "key"
+    assert described["ProductionVariants"][0]["VolumeSizeInGB"] == 30
