@@ -24,6 +24,7 @@ from moorage.control.records import (
 )
 from moorage.control.store import ListQuery, Store
 from moorage.control.tags import refuse_reserved_keys
+from moorage.control.unsupported import refuse_unsupported
 from moorage.control.validation import validate
 from moorage.errors import ValidationException
 
@@ -43,6 +44,7 @@ def create_endpoint(store: Store, ctx: ControlContext, request: JsonObject) -> J
     request = validate("CreateEndpoint", request)
     name = request["EndpointName"]
     refuse_reserved_keys(request.get("Tags", []))
+    refuse_unsupported("CreateEndpoint", request)
     if store.get_endpoint(name) is not None:
         raise already_exists(ctx, _KIND, name)
     now = ctx.clock()
@@ -112,6 +114,7 @@ def list_endpoints(store: Store, ctx: ControlContext, request: JsonObject) -> Js
 
 def update_endpoint(store: Store, ctx: ControlContext, request: JsonObject) -> JsonObject:
     request = validate("UpdateEndpoint", request)
+    refuse_unsupported("UpdateEndpoint", request)
     name = request["EndpointName"]
     _allow(ctx, _endpoint(store, ctx, name), Action.UPDATE)
     now = ctx.clock()
