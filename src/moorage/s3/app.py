@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from moorage.errors import MoorageError
 from moorage.httpd import App, Request, Response, StreamingResponse
+from moorage.httpd.hosts import BrowserGuard
 from moorage.s3 import buckets, multipart, objects
 from moorage.s3.context import Call
 from moorage.s3.errors import (
@@ -30,8 +31,10 @@ from moorage.s3.errors import (
     NotImplementedOperation,
     S3Error,
 )
+from moorage.s3.listing import Position, marker_position
 from moorage.s3.names import is_valid_bucket_name
 from moorage.s3.records import ObjectInfo
+from moorage.s3.schema import encode_key
 from moorage.s3.storage import Store
 from moorage.s3.xml import error_document
 
@@ -185,13 +188,23 @@ async def _drain_small_body(request: Request) -> None:
         await request.body(_DRAIN_LIMIT)
 
 
+class _BrowserRefused(S3Error):
+    code = "AccessDenied"
+    status = 403
+
+
 def build_s3_app(
-    root: Path, *, region: str, authenticate: Callable[[Request], Awaitable[None]] | None = None
+    root: Path,
+    *,
+    region: str,
+    authenticate: Callable[[Request], Awaitable[None]] | None = None,
+    guard: BrowserGuard | None = None,
 ) -> App:
     """The S3 endpoint over the store at `root` (created if new; left-overs of a crash cleaned up).
 
-    `authenticate`, when given, is awaited before anything else; the AuthError it raises is answered
-    403 in S3's XML error shape with the error's code.
+    `guard`, when given, refuses a foreign Host or a cross-site browser request first (httpd/hosts.py:
+    a web page must not delete objects), answered 403 AccessDenied. `authenticate`, when given, is
+    awaited next; the AuthError it raises is answered 403 in S3's XML error shape with the error's code.
     """
     store = Store.open(root)
 
@@ -199,6 +212,9 @@ def build_s3_app(
         request_id = _request_id()
         response: Response | StreamingResponse
         try:
+            refusal = guard.check(request) if guard is not None else None
+            if refusal is not None:
+                raise _BrowserRefused(refusal)
             if authenticate is not None:
                 await authenticate(request)
             handler, call = _route(request, store, region, request_id)
@@ -231,7 +247,8 @@ def list_objects(root: Path, bucket: str, prefix: str, *, max_keys: int) -> list
     if not store.db_path.is_file() or not is_valid_bucket_name(bucket):
         raise KeyError(f"s3://{bucket}/{prefix}")
     found: list[ObjectInfo] = []
-    start = None
+    # The first page starts at the prefix itself (None would mean "nothing can follow").
+    start: Position | None = marker_position(None, encode_key(prefix), b"")
     try:
         while len(found) <= max_keys:
             page = store.list_objects(bucket, prefix=prefix, delimiter="", start=start, max_keys=1000)
