@@ -14,19 +14,15 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from typing import Any, Protocol
+from typing import Protocol
 
 from moorage.api.errors import control_error, new_request_id
+from moorage.api.jsonbody import parse_object
 from moorage.control import endpoint_configs, endpoints, models, tags
 from moorage.control.arns import ControlContext
 from moorage.control.records import JsonObject
 from moorage.control.store import Store
-from moorage.errors import (
-    InternalFailure,
-    MoorageError,
-    SerializationException,
-    UnknownOperationException,
-)
+from moorage.errors import InternalFailure, MoorageError, UnknownOperationException
 from moorage.httpd import Request, Response
 
 __all__ = ["OPERATIONS", "ControlHooks", "ControlPlane"]
@@ -97,7 +93,7 @@ class ControlPlane:
             operation = self.operations.get(name)
             if operation is None:
                 raise UnknownOperationException(f"Unknown operation {self.target_prefix}{name}")
-            params = _parse(await request.body(MAX_BODY_BYTES))
+            params = parse_object(await request.body(MAX_BODY_BYTES))
             loop = asyncio.get_running_loop()
             result, changed = await loop.run_in_executor(self.executor, self._run, name, operation, params)
         except MoorageError as error:
@@ -134,19 +130,3 @@ def _operation_name(request: Request, prefix: str) -> str:
     if not target.startswith(prefix):
         raise UnknownOperationException(f"Unknown operation {target}")
     return target[len(prefix) :]
-
-
-def _parse(body: bytes) -> JsonObject:
-    if not body.strip():
-        return {}  # botocore sends "{}" for an empty input; a bare POST means the same
-    try:
-        params: Any = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise SerializationException(f"The request body is not valid JSON: {error}") from None
-    if not isinstance(params, dict):
-        raise SerializationException(f"The request body must be a JSON object, not {type(params).__name__}.")
-    return params
-
-
-def _reject_constant(token: str) -> Any:
-    raise ValueError(f"{token} is not a JSON number")

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
 
 from moorage.api.errors import control_error, new_request_id
-from moorage.errors import InternalFailure, MoorageError, SerializationException, UnknownOperationException
+from moorage.api.jsonbody import parse_object
+from moorage.errors import InternalFailure, MoorageError, UnknownOperationException
 from moorage.httpd import Request, Response
 from moorage.logs import OPERATIONS, LogsContext
 
@@ -38,7 +38,7 @@ class LogsApi:
             operation = OPERATIONS.get(name) if prefix == TARGET_PREFIX else None
             if operation is None:
                 raise UnknownOperationException(f"Unknown operation {target}")
-            params = _parse(await request.body(MAX_BODY_BYTES))
+            params = parse_object(await request.body(MAX_BODY_BYTES))
             result = await asyncio.to_thread(operation, self.ctx, params)
         except MoorageError as error:
             return control_error(error, request_id)
@@ -49,15 +49,3 @@ class LogsApi:
             return control_error(InternalFailure("The server failed to process the request."), request_id)
         body = json.dumps(result, separators=(",", ":")).encode()
         return Response(200, body, [("Content-Type", _CONTENT_TYPE), ("x-amzn-RequestId", request_id)])
-
-
-def _parse(body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        return {}
-    try:
-        params: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise SerializationException(f"The request body is not valid JSON: {error}") from None
-    if not isinstance(params, dict):
-        raise SerializationException(f"The request body must be a JSON object, not {type(params).__name__}.")
-    return params

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterable
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 __all__ = ["QUERY_PARAMETERS", "sign", "string_to_sign"]
 
@@ -31,15 +31,31 @@ _SUBRESOURCES = frozenset(
 
 
 def _resource(raw_path: str, query_string: str) -> str:
+    """The path plus the subresources, each named as the S3 router will read it.
+
+    The router percent-decodes query names (`Request.query`), so `%75ploadId` *is* `uploadId` to it;
+    the name is decoded the same way here, or an encoded subresource would ride unsigned on a URL
+    signed for another operation (security probe 2, #21). botocore never encodes these names, so the
+    URLs it signs are unchanged.
+    """
     pairs: list[tuple[str, str | None]] = []
     for part in query_string.split("&"):
-        name, equals, value = part.partition("=")
+        raw_name, equals, value = part.partition("=")
+        name = unquote_plus(raw_name)
         if name in _SUBRESOURCES:
             pairs.append((name, unquote(value) if equals else None))
+    path = _bucket_path(raw_path)
     if not pairs:
-        return raw_path
+        return path
     pairs.sort(key=lambda pair: pair[0])
-    return raw_path + "?" + "&".join(name if value is None else f"{name}={value}" for name, value in pairs)
+    return path + "?" + "&".join(name if value is None else f"{name}={value}" for name, value in pairs)
+
+
+def _bucket_path(raw_path: str) -> str:
+    """A bucket is signed as `/bucket/` (S3's canonical resource, and what botocore signs for a
+    path-style `/bucket` URL); without the slash, every presigned ListObjects URL failed as issued."""
+    bucket = raw_path.removeprefix("/")
+    return f"/{bucket}/" if bucket and "/" not in bucket else raw_path
 
 
 def string_to_sign(

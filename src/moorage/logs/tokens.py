@@ -32,6 +32,7 @@ Direction = Literal["f", "b"]
 
 _EVENT_TOKEN = re.compile(r"(?P<direction>[fb])/(?P<position>\d{1,20})")
 _INVALID = "The specified nextToken is invalid."
+_MAX_POSITION = 1 << 63  # a file offset; a larger one would overflow the seek it feeds
 
 
 def encode_event_token(direction: Direction, position: int) -> str:
@@ -55,7 +56,7 @@ def _decode(token: str) -> object:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         return json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # RecursionError: a forged, deeply nested token
         raise InvalidParameterException(_INVALID) from None
 
 
@@ -67,7 +68,7 @@ def decode_filter_token(token: str) -> dict[str, int]:
     payload = _decode(token)
     positions = payload.get("p") if isinstance(payload, dict) else None
     if not isinstance(positions, dict) or not all(
-        isinstance(name, str) and type(position) is int and position >= 0
+        isinstance(name, str) and type(position) is int and 0 <= position < _MAX_POSITION
         for name, position in positions.items()
     ):
         raise InvalidParameterException(_INVALID)

@@ -8,6 +8,7 @@ bound (expat ≥ 2.4 has amplification limits).
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ __all__ = [
 
 NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 _DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+
+# Characters outside XML 1.0's Char production (https://www.w3.org/TR/xml/#charsets).
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 # A child is a finished element, a (tag, text) leaf, or None (left out).
 Child = ET.Element | tuple[str, str | int | bool | None] | None
@@ -61,9 +65,21 @@ def _add(element: ET.Element, child: Child) -> None:
 
 
 def render(root: ET.Element, *, namespace: bool = True) -> bytes:
+    """The document as UTF-8 bytes that every XML 1.0 parser accepts, whatever the keys hold.
+
+    S3 keys may hold any Unicode character, but XML 1.0 cannot carry NUL and most other C0
+    controls, U+FFFE/U+FFFF or lone surrogates (security probe 2, #28: one such key made every
+    un-encoded listing of its bucket unparseable). Those characters are written as U+FFFD, as MinIO
+    does; `encoding-type=url` (which boto3 and the aws CLI always send) returns such keys exactly. A
+    carriage return becomes `&#13;`, since a parser would otherwise read it back as a line feed.
+    """
     if namespace:
         root.set("xmlns", NAMESPACE)
-    return _DECLARATION + ET.tostring(root, encoding="unicode").encode("utf-8")
+    text = ET.tostring(root, encoding="unicode")
+    # Our tags and markup hold neither kind of character, so one pass over the whole text touches
+    # only values. ElementTree escapes "\r" in attribute values but not in element text.
+    text = _NOT_XML_CHAR.sub("\ufffd", text).replace("\r", "&#13;")
+    return _DECLARATION + text.encode("utf-8")
 
 
 def error_document(
