@@ -4,6 +4,11 @@ Answers exactly as SageMaker's PyTorch container (toolkit + TorchServe) does: th
 status, body and reason phrase; no Content-Type on handler errors; TorchServe's JSON error shape
 (`{"code", "type", "message"}`) for failures of the server itself. /ping is answered from the
 workers' real state, never queued behind inference (SageMaker gives it 2 s).
+
+Like every moorage port, this one refuses a foreign Host and a cross-site browser request (there is
+no authentication here, so both rules always apply; httpd/hosts.py), with 403 in TorchServe's shape.
+SageMaker's platform sends neither Origin nor Sec-Fetch-Site; a container bound to every interface
+admits any IP-literal Host, and MOORAGE_SERVER_NAMES lists the names it is called by.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 
 from moorage.errors import MoorageError, PayloadTooLarge, ServiceUnavailable, ThrottlingException
 from moorage.httpd import Request, Response
+from moorage.httpd.hosts import BrowserGuard
 from moorage.runtime.outcomes import Answered, Died, Outcome, TimedOut
 from moorage.runtime.pool import next_request_id
 from moorage.runtime.variant import VariantRuntime
@@ -59,10 +65,14 @@ def invoke_message(request: Request, body: bytes) -> Invoke:
 
 
 class ContainerApp:
-    def __init__(self, variant: VariantRuntime | None) -> None:
+    def __init__(self, variant: VariantRuntime | None, guard: BrowserGuard | None = None) -> None:
         self.variant = variant  # None until the model is prepared; /ping says Unhealthy meanwhile
+        self.guard = guard
 
     async def __call__(self, request: Request) -> Response:
+        refusal = self.guard.check(request) if self.guard is not None else None
+        if refusal is not None:
+            return torchserve_error(403, "AccessDeniedException", refusal)
         if request.path == "/ping" and request.method in ("GET", "HEAD"):
             healthy = self.variant is not None and self.variant.healthy
             return Response(200 if healthy else 500, _HEALTHY if healthy else _UNHEALTHY, list(_JSON))

@@ -4,6 +4,8 @@ Why our own protocol and not uvicorn: uvicorn has no request-body cap and no dea
 request (verified in shared/spec/reliability.md §0.6), and every microsecond here is per-request
 overhead on top of the model. What this class guarantees:
 
+- a new connection that has not sent a whole request line within `request_line_timeout_s` is closed
+  (408 if it sent part of one), so idle sockets cannot hold the connection slots (probe 2, row 53);
 - a request whose headers take longer than `header_timeout_s` from its first byte is cut off (408);
 - a body that stalls for `body_idle_timeout_s`, or arrives slower than `body_min_rate_bps`, is cut off;
 - a declared body over the route's cap is refused from its headers (413), before it is read;
@@ -71,6 +73,7 @@ class HttpProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client: tuple[str, int] = ("", 0)
+        self.budget = ""  # the per-client budget this connection counts against (set by the registry)
         # The request being parsed, and the queue of parsed requests waiting their turn.
         self._url = b""
         self._headers: list[tuple[str, str]] = []
@@ -88,8 +91,10 @@ class HttpProtocol(asyncio.Protocol):
         self._deadline = math.inf
         self._phase = "idle"  # idle | headers | body | busy
         self._body_deadline = 0.0
+        self._headers_started = 0.0
         self._last_data = 0.0
         self._continue_pending = False
+        self._line_deadline = math.inf  # until the first request line is complete (new connections)
         self._lingering = False  # answered and half-closed; discarding the rest of a refused body
         self._discarded = 0
 
@@ -99,18 +104,18 @@ class HttpProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.client = (str(peer[0]), int(peer[1]))
-        if not self.registry.add(self):
-            # Over the connection cap: say so once and hang up; no request is parsed. The client has
+        refused = self.registry.add(self, self.client[0])
+        if refused is not None:
+            # Over a connection cap: say so once and hang up; no request is parsed. The client has
             # usually sent its request already, so close the way a refused body is closed (half-close,
             # drop what arrives), or the kernel's reset could destroy the 503 before it is read.
-            self.transport.write(
-                self._status_only(
-                    503, b'{"__type":"ServiceUnavailable","Message":"Too many connections; retry later."}'
-                )
-            )
+            body = json.dumps({"__type": "ServiceUnavailable", "Message": refused}, separators=(",", ":"))
+            self.transport.write(self._status_only(503, body.encode()))
             self._close_after_response(lingering=True, linger_s=_REFUSED_LINGER_S)
             return
-        self._arm("idle", self.limits.keepalive_timeout_s)
+        wait = min(self.limits.request_line_timeout_s, self.limits.keepalive_timeout_s)
+        self._arm("idle", wait)
+        self._line_deadline = self._deadline
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.registry.discard(self)
@@ -137,6 +142,8 @@ class HttpProtocol(asyncio.Protocol):
             self._reject(400, "Protocol upgrades are not supported.")
         except httptools.HttpParserError as exc:
             self._reject(400, f"Malformed HTTP request: {exc}")
+        if self._line_deadline != math.inf and b"\n" in data:
+            self._request_line_done()  # httptools reports no end of the URL; the line ends at its LF
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -153,12 +160,20 @@ class HttpProtocol(asyncio.Protocol):
         self._header_bytes = 0
         if self._phase == "idle":
             self._arm("headers", self.limits.header_timeout_s)
+            self._deadline = min(self._deadline, self._line_deadline)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._header_bytes += len(url)
         if self._header_bytes > self.limits.max_header_bytes:
             self._reject(414, "Request line too long.")
+
+    def _request_line_done(self) -> None:
+        """The first request line is complete: from now on the header deadline alone applies."""
+        if self._line_deadline != math.inf:
+            self._line_deadline = math.inf
+            if self._phase == "headers":
+                self._deadline = self._headers_started + self.limits.header_timeout_s
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value) + 4
@@ -391,8 +406,11 @@ class HttpProtocol(asyncio.Protocol):
     # Deadlines are plain numbers checked by the server's sweeper (server.py) a few times a second,
     # so a request costs no timer of its own.
     def _arm(self, phase: str, delay: float) -> None:
+        now = self.loop.time()
         self._phase = phase
-        self._deadline = self.loop.time() + delay
+        self._deadline = now + delay
+        if phase == "headers":
+            self._headers_started = now
 
     def _arm_body_timer(self) -> None:
         self._deadline = 0.0  # in the body phase the deadline follows the body's own clocks
@@ -410,7 +428,10 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.close()
         elif self._phase == "headers":
             if now >= self._deadline:
-                self._reject(408, "Request headers were not received in time.")
+                if self._line_deadline != math.inf:
+                    self._reject(408, "Request line was not received in time.")
+                else:
+                    self._reject(408, "Request headers were not received in time.")
         elif self._phase == "body":
             if self._reading_paused_by_body or self._reading_paused_by_pipeline or self._continue_pending:
                 return  # we are the ones holding the client back

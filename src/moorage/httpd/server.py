@@ -1,41 +1,83 @@
-"""Listening sockets, the connection cap, and a graceful stop for the HTTP server.
+"""Listening sockets, the connection caps, and a graceful stop for the HTTP server.
 
 `HttpServer.start()` binds (port 0 picks a free port, reported by `.port`); `shutdown()` stops
 accepting, lets requests in progress finish within a grace period, then closes every connection.
+Connections are budgets: the server holds at most `max_connections`, and one client address (an IPv6
+/64, which one host usually owns whole) at most `max_connections_per_client` of them, so a single peer
+flooding idle sockets leaves room for everyone else (security probe 2, row 53).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
 import socket
 from typing import TYPE_CHECKING
 
 from moorage.httpd.messages import App
+from moorage.httpd.notices import ThrottledLog
 from moorage.settings import HttpLimits
 
 if TYPE_CHECKING:
     from moorage.httpd.protocol import HttpProtocol
 
-__all__ = ["ConnectionRegistry", "HttpServer"]
+__all__ = ["ConnectionRegistry", "HttpServer", "client_key"]
+
+log = logging.getLogger("moorage.httpd")
+TOO_MANY = "Too many connections; retry later."
+
+
+def client_key(address: str) -> str:
+    """The budget a peer address counts against: itself, or its /64 for IPv6 (not IPv4-mapped)."""
+    try:
+        parsed = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
 
 
 class ConnectionRegistry:
-    """Every open connection of one server, so the cap and the drain can see them all."""
+    """Every open connection of one server, so the caps and the drain can see them all."""
 
-    def __init__(self, max_connections: int) -> None:
+    def __init__(self, max_connections: int, max_per_client: int | None = None) -> None:
         self.max_connections = max_connections
+        self.max_per_client = max_per_client or max_connections
         self.connections: set[HttpProtocol] = set()
+        self.per_client: dict[str, int] = {}
         self.draining = False
         self._idle: asyncio.Event | None = None
+        self._notices = ThrottledLog(log)
 
-    def add(self, protocol: HttpProtocol) -> bool:
+    def add(self, protocol: HttpProtocol, client: str) -> str | None:
+        """Register a new connection from `client`; or say why it is refused (it is then not registered)."""
         if self.draining or len(self.connections) >= self.max_connections:
-            return False
+            self._notices.warning(client, "a connection", f"the server holds {self.max_connections} already")
+            return TOO_MANY
+        key = client_key(client)
+        held = self.per_client.get(key, 0)
+        if held >= self.max_per_client:
+            self._notices.warning(
+                client, "a connection", f"{key} holds {held} connections, the most one client may hold"
+            )
+            return f"Too many connections from {key}; close idle ones or retry later."
         self.connections.add(protocol)
-        return True
+        self.per_client[key] = held + 1
+        protocol.budget = key
+        return None
 
     def discard(self, protocol: HttpProtocol) -> None:
-        self.connections.discard(protocol)
+        if protocol in self.connections:
+            self.connections.discard(protocol)
+            left = self.per_client.get(protocol.budget, 1) - 1
+            if left > 0:
+                self.per_client[protocol.budget] = left
+            else:
+                self.per_client.pop(protocol.budget, None)
         self.cycle_done()
 
     def cycle_done(self) -> None:
@@ -58,11 +100,16 @@ class HttpServer:
         self.host = host
         self.requested_port = port
         self.limits = limits
-        self.registry = ConnectionRegistry(limits.max_connections)
+        self.registry = ConnectionRegistry(limits.max_connections, limits.max_connections_per_client)
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.port = port
-        shortest = min(limits.header_timeout_s, limits.body_idle_timeout_s, limits.keepalive_timeout_s)
+        shortest = min(
+            limits.header_timeout_s,
+            limits.body_idle_timeout_s,
+            limits.keepalive_timeout_s,
+            limits.request_line_timeout_s,
+        )
         self.sweep_interval = min(1.0, max(0.02, shortest / 4))
 
     async def start(self) -> None:

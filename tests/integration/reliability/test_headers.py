@@ -70,8 +70,9 @@ def test_a_missing_content_type_reaches_input_fn_as_none(server: RunningServer, 
 def test_duplicate_content_types_reach_input_fn_joined(server: RunningServer, endpoint: str) -> None:
     answer = raw_exchange(
         server,
-        f"POST /endpoints/{endpoint}/invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-a\r\n"
-        "Content-Type: application/x-b\r\nContent-Length: 2\r\n\r\n{}".encode(),
+        f"POST /endpoints/{endpoint}/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Type: application/x-a\r\nContent-Type: application/x-b\r\n"
+        "Content-Length: 2\r\n\r\n{}".encode(),
     )
     status, _, body = split_response(answer)
     assert status == 200
@@ -209,7 +210,7 @@ def test_non_ascii_header_bytes_are_a_validation_error_and_the_connection_stays(
     server: RunningServer, endpoint: str, header: str, value: bytes, member: str
 ) -> None:
     request = (
-        f"POST /endpoints/{endpoint}/invocations HTTP/1.1\r\nHost: x\r\n{header}: ".encode()
+        f"POST /endpoints/{endpoint}/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n{header}: ".encode()
         + value
         + b"\r\nContent-Length: 2\r\n\r\n{}"
     )
