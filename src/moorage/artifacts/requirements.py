@@ -26,6 +26,8 @@ from typing import Any
 
 from moorage.artifacts.cache import ArtifactCache
 from moorage.errors import RequirementsError
+from moorage.sandbox import SandboxPolicy, confine
+from moorage.sandbox import pip as pip_sandbox
 
 __all__ = ["PlannedInstall", "install_requirements", "plan_from_report", "preload_warnings"]
 
@@ -87,10 +89,21 @@ def install_requirements(
     cache: ArtifactCache,
     log: Callable[[str], None],
     timeout_s: float,
+    trust: bool | None = None,
 ) -> Path:
-    """Install `requirements` into a cached directory of its own and return that directory."""
+    """Install `requirements` into a cached directory of its own and return that directory.
+
+    `trust`: ArtifactPolicy.pip_trust_requirements; None reads MOORAGE_PIP_TRUST_REQUIREMENTS from
+    this process's environment. Untrusted files may only name index packages (moorage.sandbox.pip).
+    """
     try:
-        return _install(requirements, cache=cache, log=log, timeout_s=timeout_s)
+        return _install(
+            requirements,
+            cache=cache,
+            log=log,
+            timeout_s=timeout_s,
+            trust=pip_sandbox.trusted(os.environ) if trust is None else trust,
+        )
     except OSError as exc:
         raise RequirementsError(
             f"failed to install required packages from {requirements}: {exc.strerror or exc}"
@@ -98,9 +111,12 @@ def install_requirements(
 
 
 def _install(
-    requirements: Path, *, cache: ArtifactCache, log: Callable[[str], None], timeout_s: float
+    requirements: Path, *, cache: ArtifactCache, log: Callable[[str], None], timeout_s: float, trust: bool
 ) -> Path:
     content = requirements.read_bytes()
+    text = content.decode("utf-8", "replace")
+    if not trust:
+        pip_sandbox.check_lines(text, f"{requirements.parent.name}/requirements.txt")
     key_material = hashlib.sha256()
     key_material.update(content)
     key_material.update(f"\0{sys.executable}\0{sys.version}".encode())
@@ -115,13 +131,26 @@ def _install(
         with cache.workspace() as work:
             target = work / "deps"
             target.mkdir()
+            home = work / "home"
+            home.mkdir()
             report_path = work / "report.json"
+            # Untrusted: pip runs from an empty dir, so a bare name cannot resolve to a file of the model.
+            run = _PipRun(
+                cwd=requirements.parent if trust else home,
+                work=work,
+                policy=pip_sandbox.pip_policy(
+                    os.environ,
+                    read_only=[str(requirements.parent)],
+                    read_write=[
+                        str(work),
+                        *(pip_sandbox.local_paths(text, requirements.parent) if trust else []),
+                    ],
+                ),
+            )
             log(f"requirements.txt: resolving {requirements}")
             _run_pip(
                 ["install", "--dry-run", "--quiet", "--report", str(report_path), "-r", str(requirements)],
-                cwd=requirements.parent,
-                work=work,
-                cache=cache,
+                run=run,
                 log=log,
                 timeout_s=timeout_s,
             )
@@ -134,9 +163,7 @@ def _install(
                 log(f"requirements.txt: installing {', '.join(f'{p.name}=={p.version}' for p in plan)}")
                 _run_pip(
                     ["install", "--no-deps", "--target", str(target), "-r", str(pinned)],
-                    cwd=requirements.parent,
-                    work=work,
-                    cache=cache,
+                    run=run,
                     log=log,
                     timeout_s=timeout_s,
                 )
@@ -154,6 +181,11 @@ def _source_options(content: bytes) -> str:
         if option in _SOURCE_OPTIONS:
             lines.append(f"{stripped}\n")
     return "".join(lines)
+
+
+def _confine_child(policy: SandboxPolicy) -> None:
+    """In pip's child process, before exec: the same kernel sandbox as a worker's."""
+    confine(policy)
 
 
 def preload_warnings(plan: list[PlannedInstall]) -> list[str]:
@@ -174,15 +206,16 @@ def preload_warnings(plan: list[PlannedInstall]) -> list[str]:
     return warnings
 
 
-def _run_pip(
-    args: list[str],
-    *,
-    cwd: Path,
-    work: Path,
-    cache: ArtifactCache,
-    log: Callable[[str], None],
-    timeout_s: float,
-) -> None:
+@dataclass(frozen=True)
+class _PipRun:
+    """Where and how pip runs for one requirements file: its cwd, workspace and sandbox."""
+
+    cwd: Path
+    work: Path  # the only writable place: target, report, HOME, TMPDIR and pip's cache
+    policy: SandboxPolicy | None  # None: MOORAGE_SANDBOX=off
+
+
+def _run_pip(args: list[str], *, run: _PipRun, log: Callable[[str], None], timeout_s: float) -> None:
     command = [
         sys.executable,
         "-m",
@@ -190,22 +223,32 @@ def _run_pip(
         *args,
         "--no-input",
         "--disable-pip-version-check",
+        # A cache of this run only: a build backend may write to it, so one model's pip must not
+        # leave wheels behind for another's (the sandbox grants nothing else outside the workspace).
         "--cache-dir",
-        str(cache.pip_cache),
+        str(run.work / "pip-cache"),
     ]
-    # pip's build directories go into our workspace, so a killed pip leaves nothing outside the cache.
-    env = {**os.environ, "TMPDIR": str(work)}
+    # No server secrets, a scratch HOME; build directories go into the workspace, so a killed pip
+    # leaves nothing outside the cache.
+    env = pip_sandbox.pip_environment(os.environ, home=run.work / "home", tmp=run.work)
+    policy = run.policy
     tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-    )
+    try:
+        process = subprocess.Popen(
+            command,
+            cwd=run.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            preexec_fn=None if policy is None else lambda: _confine_child(policy),
+        )
+    except subprocess.SubprocessError as exc:
+        raise RequirementsError(
+            f"pip could not be started in its sandbox ({exc}); set MOORAGE_SANDBOX=off to run it unconfined"
+        ) from exc
     timed_out = threading.Event()
 
     def stop() -> None:
@@ -237,6 +280,6 @@ def _run_pip(
         )
         output = "\n".join(tail) or "(pip printed nothing)"
         raise RequirementsError(
-            f"failed to install required packages from {cwd.name}/requirements.txt ({why}). "
+            f"failed to install required packages from code/requirements.txt ({why}). "
             f"Last lines of pip's output:\n{output}"
         )

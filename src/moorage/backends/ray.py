@@ -43,6 +43,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future as ConcurrentFuture
 from concurrent.futures import ThreadPoolExecutor
@@ -100,6 +101,7 @@ class MoorageWorker:
         self._spec = WorkerSpec.from_json(spec_json)
         self._log_path = log_path
         self._responder: Any = None
+        self._sandboxed_thread: int | None = None
 
     def where(self) -> str:
         """Answered as soon as Ray has placed the actor: which node and process it runs in."""
@@ -113,7 +115,7 @@ class MoorageWorker:
     def start(self) -> bytes:
         """Load the model exactly as a local worker does; returns a Ready or LoadFailed frame."""
         from moorage.backends.local import worker_environment
-        from moorage.worker.main import Responder, configure_process, load
+        from moorage.worker.main import Responder, configure_process, enter_sandbox, load
 
         self._attach_log()
         if not os.path.isdir(self._spec.model_dir):
@@ -131,6 +133,15 @@ class MoorageWorker:
         os.environ.clear()
         os.environ.update(clean)
         configure_process(self._spec, hosted=True)
+        try:
+            # Ray's session dir (its sockets, logs and spilled objects) stays writable to the actor.
+            status = enter_sandbox(self._spec, extra_write=_ray_session_dirs())
+        except OSError as exc:
+            failed = LoadFailed(error=f"The worker sandbox could not be applied ({exc}).", detail="")
+            return b"".join(encode(failed))
+        if status is not None and status.confined:
+            # Landlock (ABI < 8) binds the calling thread only: model code must never run on another.
+            self._sandboxed_thread = threading.get_ident()
         handler, outcome = load(self._spec)
         if handler is not None:
             self._responder = Responder(handler, self._spec)
@@ -143,6 +154,8 @@ class MoorageWorker:
             return b"".join(encode(Pong(messages[0].token)))
         if self._responder is None or not all(isinstance(message, Invoke) for message in messages):
             raise ProtocolError("the worker takes Ping or Invoke frames, once its model has loaded")
+        if self._sandboxed_thread not in (None, threading.get_ident()):
+            raise ProtocolError("Ray ran a request outside the actor's sandboxed thread; refusing it")
         replies = self._responder.answer(messages)
         return b"".join(part for reply in replies for part in encode(reply))
 
@@ -154,6 +167,17 @@ class MoorageWorker:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
+
+
+def _ray_session_dirs() -> tuple[str, ...]:
+    """This Ray worker's session dir (under RAY_TMPDIR), which Ray itself writes to from the actor."""
+    import ray
+
+    try:
+        node: Any = ray._private.worker.global_worker.node
+    except AttributeError:  # a Ray whose private layout moved: the actor keeps its scratch dir only
+        return ()
+    return (str(node.get_session_dir_path()),) if node is not None else ()
 
 
 # The handle: lives in the server ---------------------------------------------------------------------
@@ -496,6 +520,8 @@ class RayBackend:
             torch_threads=spec.torch_threads or profile.cpus,
             max_threads=profile.cpus,
             gpu_id=0 if profile.gpus else None,
+            sandbox=self.settings.workers.sandbox != "off",
+            sandbox_writable=list(self.settings.workers.sandbox_writable),
         )
         log_path.parent.mkdir(parents=True, exist_ok=True)
         options: dict[str, Any] = {

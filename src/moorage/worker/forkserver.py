@@ -30,6 +30,7 @@ import time
 import traceback
 from typing import Any
 
+from moorage.sandbox import harden_server, system_read_paths
 from moorage.worker.lifetime import die_with_parent
 from moorage.worker.pageout import page_out_libraries
 from moorage.worker.protocol import WorkerSpec
@@ -104,6 +105,9 @@ def _reap(ctl: socket.socket) -> None:
 def serve(ctl: socket.socket, preload: list[str]) -> None:
     started = time.monotonic()
     _preload(preload)
+    # Workers confine themselves after the fork (worker/main.enter_sandbox); the paths every one of
+    # them may read are listed once here, before forking, so they do not each walk /etc again.
+    system_read_paths()
     gc.collect()
     gc.freeze()  # keep the collector from touching (and so copying) the preloaded objects in children
     page_out_libraries()
@@ -150,6 +154,7 @@ def main() -> int:
     parser.add_argument("--preload", default="")
     args = parser.parse_args()
     die_with_parent(args.parent_pid)
+    harden_server()  # workers (its children, confined) must not read or ptrace it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server owns shutdown
     ctl = socket.socket(fileno=args.fd)
     serve(ctl, [name for name in args.preload.split(",") if name])

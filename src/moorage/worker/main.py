@@ -21,6 +21,7 @@ import resource
 import signal
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from collections import deque
@@ -46,8 +47,9 @@ from moorage.worker.protocol import (
 
 if TYPE_CHECKING:
     from moorage.handler.pipeline import Handler
+    from moorage.sandbox import SandboxStatus
 
-__all__ = ["Channel", "Responder", "configure_process", "load", "run"]
+__all__ = ["Channel", "Responder", "configure_process", "enter_sandbox", "load", "run"]
 
 log = logging.getLogger("moorage.worker")
 
@@ -113,10 +115,41 @@ def configure_process(spec: WorkerSpec, *, hosted: bool = False) -> None:
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
 
+def enter_sandbox(spec: WorkerSpec, *, extra_write: Sequence[str] = ()) -> SandboxStatus | None:
+    """Confine this process before model code runs: read-only model tree and Python, one scratch dir.
+
+    The scratch dir becomes HOME and TMPDIR. `extra_write`: what the hosting runtime itself must
+    keep writing (a Ray actor's session dir). None when the sandbox is off (MOORAGE_SANDBOX=off).
+    """
+    if not spec.sandbox:
+        log.warning("sandbox: off (MOORAGE_SANDBOX=off): this worker can read and write what its uid can")
+        return None
+    from moorage.sandbox import SandboxPolicy, confine, system_read_paths
+
+    scratch = spec.scratch_dir or tempfile.mkdtemp(prefix="moorage-worker-")
+    os.environ["HOME"] = os.environ["TMPDIR"] = scratch
+    tempfile.tempdir = None  # forked from a process that may have cached /tmp already
+    model_tree = [path for path in (spec.model_dir, spec.code_dir, spec.deps_dir) if path]
+    writable = (scratch, *spec.sandbox_writable, *extra_write)
+    status = confine(SandboxPolicy(read_only=(*model_tree, *system_read_paths()), read_write=writable))
+    if status.confined:
+        log.info("sandbox: %s; writable: %s", status.describe(), ", ".join(writable))
+    else:
+        log.warning("sandbox: %s", status.describe())
+    return status
+
+
 def run(sock: socket.socket, spec: WorkerSpec) -> int:
     """Load the model, report Ready (or LoadFailed), then serve; returns the process exit code."""
     configure_process(spec)
     channel = Channel(sock)
+    try:
+        enter_sandbox(spec)
+    except OSError as exc:
+        error = f"The worker sandbox could not be applied ({exc}); set MOORAGE_SANDBOX=off to run unconfined."
+        log.error("%s", error)
+        channel.send(LoadFailed(error=error, detail=traceback.format_exc()))
+        return 1
     handler, outcome = load(spec)
     channel.send(outcome)
     if handler is None:

@@ -270,6 +270,11 @@ class WorkerSpec:
     max_threads: int = 1  # the most threads a request may get: the instance's vCPUs, within this machine
     gpu_id: int | None = None
     memory_limit_bytes: int | None = None
+    # The kernel sandbox (moorage.sandbox): on unless MOORAGE_SANDBOX=off. scratch_dir is the worker's
+    # only writable directory (HOME and TMPDIR), made by the backend; None: a private temp dir.
+    sandbox: bool = True
+    scratch_dir: str | None = None
+    sandbox_writable: list[str] = field(default_factory=list)  # MOORAGE_SANDBOX_WRITABLE
 
     @property
     def model_dir_path(self) -> Path:

@@ -23,6 +23,8 @@ pytestmark = pytest.mark.slow
 def offline_pip(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_NO_BUILD_ISOLATION", "0")  # pip reads this as "build isolation: off"
+    # These requirements name a local package by path, which only an operator's trust allows.
+    monkeypatch.setenv("MOORAGE_PIP_TRUST_REQUIREMENTS", "true")
 
 
 def tiny_package(root: Path, version: str = "1.2.3") -> Path:
