@@ -2,7 +2,9 @@
 
 Layout (everything moorage fetches or builds stays below `root`):
 
-    models/<algo>-<hex>/   extracted model trees, named by the digest of their content
+    models/<algo>-<hex>/   extracted model trees, named by the digest of their content; read-only
+    trees/<algo>-<hex>/    what workers must not write: each tree's manifest, its `use` lock and
+                           the models that hold it (see `trees.py`)
     deps/<hex>/            `pip install --target` results, named by the requirements and interpreter
     index/<hex>            small notes: source identity (S3 ETag, file size+mtime, HTTP ETag) → digest
     locks/<hex>.lock       one flock per key, so the same work is never done twice at once
@@ -26,7 +28,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["ArtifactCache", "key_hash"]
+__all__ = ["ArtifactCache", "key_hash", "remove_tree", "try_flock"]
 
 _STAGING_PREFIX = ".staging-"
 _STAGING_MAX_AGE_S = 600.0  # a workspace is staged for microseconds; older staging dirs are orphans
@@ -45,11 +47,12 @@ class ArtifactCache:
         self.models = root / "models"
         self.deps = root / "deps"
         self.index = root / "index"
+        self.trees = root / "trees"
         self.locks = root / "locks"
         self.tmp = root / "tmp"
         self.pip_cache = root / "pip"
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for path in (self.models, self.deps, self.index, self.locks, self.tmp):
+        for path in (self.models, self.trees, self.deps, self.index, self.locks, self.tmp):
             path.mkdir(mode=0o755, exist_ok=True)
         self.sweep()
 
@@ -71,6 +74,10 @@ class ArtifactCache:
         finally:
             os.close(fd)  # closing the last descriptor releases the flock
 
+    def try_lock(self, key: str) -> contextlib.AbstractContextManager[bool]:
+        """Like `lock`, but never waits: yields False (holding nothing) when someone else has `key`."""
+        return try_flock(self.locks / f"{key_hash(key)}.lock")
+
     @contextlib.contextmanager
     def workspace(self) -> Iterator[Path]:
         """A fresh directory under tmp/, removed on exit, or by `sweep` if this process dies first."""
@@ -88,7 +95,7 @@ class ArtifactCache:
         try:
             yield work
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            remove_tree(work)
             os.close(fd)
 
     def sweep(self) -> int:
@@ -97,10 +104,10 @@ class ArtifactCache:
         for entry in self.tmp.iterdir():
             if entry.name.startswith(_STAGING_PREFIX):
                 if _age_s(entry) > _STAGING_MAX_AGE_S:
-                    shutil.rmtree(entry, ignore_errors=True)
+                    remove_tree(entry)
                     removed += 1
             elif _owner_is_gone(entry):
-                shutil.rmtree(entry, ignore_errors=True)
+                remove_tree(entry)
                 removed += 1
         return removed
 
@@ -131,6 +138,41 @@ class ArtifactCache:
                 raise
             return
         _fsync_dir(final.parent)
+
+
+@contextlib.contextmanager
+def try_flock(path: Path, *, create: bool = True) -> Iterator[bool]:
+    """An exclusive flock on `path` if nobody holds one (True while held), else False at once.
+
+    With `create=False` a missing file is nobody's: True, holding nothing.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o600)
+    except FileNotFoundError:
+        if create:
+            raise
+        yield True
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree, read-only ones included (sealed model trees have no write bits)."""
+    if not path.is_dir() or path.is_symlink():
+        path.unlink(missing_ok=True)
+        return
+    for directory, _dirs, _files in os.walk(path):
+        with contextlib.suppress(OSError):
+            os.chmod(directory, 0o700)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _owner_is_gone(entry: Path) -> bool:

@@ -18,10 +18,11 @@ import os
 import tarfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
+from moorage.artifacts.diskspace import DiskGuard
 from moorage.artifacts.sources import CHUNK_BYTES, ProgressCallback
 from moorage.errors import ArtifactError, ArtifactSourceError, UnsafeArchiveError
 from moorage.settings import ArtifactPolicy
@@ -47,6 +48,7 @@ _REFUSED_TYPES = {
 class ExtractStats:
     files: int
     bytes_written: int
+    file_hashes: dict[str, str] = field(default_factory=dict)  # relative path → sha256 as written
 
 
 def _unsafe(name: str, source: str, why: str) -> UnsafeArchiveError:
@@ -103,9 +105,11 @@ class FileSink:
 class TreeWriter:
     """Builds a tree under `root` from checked member names; nothing it creates can be a link.
 
-    Files get 0o644, or 0o755 when the member's owner-exec bit is set; directories get 0o755.
-    setuid/setgid/sticky bits never survive. A later member may replace a file with a file, but may
-    not turn a directory into a file or a file into a directory.
+    Files get 0o644, or 0o755 when the member's owner-exec bit is set; directories get 0o755 (the
+    cache seals them read-only once the tree is complete, `manifest.seal`). setuid/setgid/sticky bits
+    never survive. A later member may replace a file with a file, but may not turn a directory into
+    a file or a file into a directory. Each file's declared size must fit on the disk above
+    MOORAGE_DISK_RESERVE_BYTES before it is written (`diskspace`).
     """
 
     def __init__(
@@ -127,6 +131,7 @@ class TreeWriter:
         self._expected = expected_bytes
         self._kinds: dict[tuple[str, ...], Literal["dir", "file"]] = {(): "dir"}
         self._hashes: dict[tuple[str, ...], str] = {}
+        self._disk = DiskGuard(root, policy.disk_reserve_bytes, source=source)
         self.members = 0
         self.bytes_written = 0
 
@@ -149,6 +154,7 @@ class TreeWriter:
                 f"the archive extracts to more than {self._policy.max_extracted_bytes} bytes "
                 "(MOORAGE_MAX_EXTRACTED_BYTES)",
             )
+        self._disk.written(size, name)
         if self._progress is not None:
             self._progress(self._phase, self.bytes_written, self._expected)
 
@@ -156,9 +162,11 @@ class TreeWriter:
         self.bytes_written -= size
 
     def expect(self, size: int, name: str) -> None:
-        """Refuse early a member whose declared size alone would cross the cap (`count` still guards)."""
+        """Refuse early a member whose declared size alone would cross the cap or the disk reserve
+        (`count` still guards both while the bytes flow)."""
         if self.bytes_written + size > self._policy.max_extracted_bytes:
             self.count(size, name)
+        self._disk.require(size, name)
 
     @property
     def files(self) -> int:
@@ -202,6 +210,10 @@ class TreeWriter:
                 os.mkdir(path, 0o755)
                 os.chmod(path, 0o755)
                 self._kinds[prefix] = "dir"
+
+    def file_hashes(self) -> dict[str, str]:
+        """sha256 of each file as written, by relative path (what `manifest.seal` records)."""
+        return {"/".join(parts): digest for parts, digest in self._hashes.items()}
 
     def tree_digest(self) -> str:
         """The hex digest of this tree's manifest (see `tree_digest`)."""
@@ -293,7 +305,9 @@ def extract_archive(
         raise ArtifactSourceError(f"{source} is not a readable tar or tar.gz archive: {exc}") from exc
     except OSError as exc:
         raise ArtifactError(f"could not extract {source} into {dest.parent}: {exc.strerror or exc}") from exc
-    return ExtractStats(files=writer.files, bytes_written=writer.bytes_written)
+    return ExtractStats(
+        files=writer.files, bytes_written=writer.bytes_written, file_hashes=writer.file_hashes()
+    )
 
 
 def _extract_members(tar: tarfile.TarFile, reader: _MeteredReader, writer: TreeWriter, source: str) -> None:

@@ -6,6 +6,11 @@ cache: fetch (sources), check the pins before anything is extracted, extract (ex
 requirements (requirements). A second prepare of an unchanged source downloads and extracts
 nothing: an S3 object is known by its ETag, a local file by path+size+mtime, an http(s) URL by
 its strong ETag (asked with If-None-Match).
+
+Every tree extracted into the cache is sealed read-only with a manifest, and verified against it
+before it is reused (`trees`, `manifest`): a changed tree is discarded and extracted again, never
+served. The PreparedModel holds a lease on its trees until `release()`, so that the cache budget
+never evicts a tree in use.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from moorage.artifacts.cache import ArtifactCache
 from moorage.artifacts.extract import TreeWriter, extract_archive, tree_digest
+from moorage.artifacts.manifest import seal
 from moorage.artifacts.policy import check_bucket
 from moorage.artifacts.requirements import install_requirements
 from moorage.artifacts.sources import (
@@ -37,6 +43,7 @@ from moorage.artifacts.sources import (
     read_local_file,
     resolve_local_path,
 )
+from moorage.artifacts.trees import TreeLease, Trees
 from moorage.errors import ArtifactError, ArtifactSourceError, IntegrityError
 from moorage.settings import ArtifactPolicy
 
@@ -71,6 +78,13 @@ class PreparedModel:
     code_dir: Path | None  # model_dir/code if present, else the legacy submit directory, else None
     deps_dir: Path | None  # where code/requirements.txt was installed; None when there is none
     digest: str  # "sha256:<hex>" (archive), "tree:<hex>" (S3 prefix) or "dir:<path>" (in place)
+    # Shared locks on the cached trees used (none for a directory used in place).
+    leases: tuple[TreeLease, ...] = field(default=(), compare=False, repr=False)
+
+    def release(self) -> None:
+        """The model stopped serving: its trees may now be freed or evicted (blocking file work)."""
+        for lease in self.leases:
+            lease.release()
 
 
 def prepare_model(
@@ -84,8 +98,12 @@ def prepare_model(
     log: Callable[[str], None] = _log_to_logger,
     progress: ProgressCallback | None = None,
     timeout_s: float | None = None,
+    holder: str | None = None,
 ) -> PreparedModel:
     """Fetch, verify and extract `source` (and a legacy submit directory), then install requirements.
+
+    `holder` (a model name) keeps the trees until `trees.release_holder` is called for it (DeleteModel).
+    Call `release()` on the result when the model stops serving.
 
     `s3_local_root`: the directory of moorage's embedded S3 store; when given, s3:// URLs are read from it
     directly instead of over HTTP at `s3_endpoint_url`. `timeout_s` bounds each fetch, retries included,
@@ -103,25 +121,37 @@ def prepare_model(
         timeout_s=limit_s,
         s3_local_root=s3_local_root,
     )
-    model_dir, digest = trees.prepare(source, Deadline(limit_s))
-    code_dir = model_dir / "code" if (model_dir / "code").is_dir() else None
-    legacy = (submit_directory or "").strip()
-    if legacy and legacy.rstrip("/") != _INFORMATIONAL_SUBMIT_DIRECTORY:
-        if code_dir is not None:
-            log(
-                f"SAGEMAKER_SUBMIT_DIRECTORY={display_url(legacy)} is not used: "
-                "the model has a code/ directory"
+    model_dir, digest, lease = trees.prepare(source, Deadline(limit_s))
+    leases = [lease] if lease is not None else []
+    try:
+        code_dir = model_dir / "code" if (model_dir / "code").is_dir() else None
+        legacy = (submit_directory or "").strip()
+        if legacy and legacy.rstrip("/") != _INFORMATIONAL_SUBMIT_DIRECTORY:
+            if code_dir is not None:
+                log(
+                    f"SAGEMAKER_SUBMIT_DIRECTORY={display_url(legacy)} is not used: "
+                    "the model has a code/ directory"
+                )
+            else:
+                # The pre-1.2 layout: handler code lives in a separate sourcedir.tar.gz (spec §1.4).
+                code_dir, _, code_lease = trees.prepare(ModelSource(legacy), Deadline(limit_s))
+                leases.extend([code_lease] if code_lease is not None else [])
+                log(f"using the handler code from SAGEMAKER_SUBMIT_DIRECTORY={display_url(legacy)}")
+        deps_dir = None
+        if code_dir is not None and (code_dir / "requirements.txt").is_file():
+            deps_dir = install_requirements(
+                code_dir / "requirements.txt", cache=cache, log=log, timeout_s=limit_s
             )
-        else:
-            # The pre-1.2 layout: handler code lives in a separate sourcedir.tar.gz (spec §1.4).
-            code_dir, _ = trees.prepare(ModelSource(legacy), Deadline(limit_s))
-            log(f"using the handler code from SAGEMAKER_SUBMIT_DIRECTORY={display_url(legacy)}")
-    deps_dir = None
-    if code_dir is not None and (code_dir / "requirements.txt").is_file():
-        deps_dir = install_requirements(
-            code_dir / "requirements.txt", cache=cache, log=log, timeout_s=limit_s
-        )
-    return PreparedModel(model_dir=model_dir, code_dir=code_dir, deps_dir=deps_dir, digest=digest)
+        if holder is not None:
+            for held in leases:
+                trees.records.hold(held.digest, holder)
+    except BaseException:
+        for held in leases:
+            held.release()
+        raise
+    return PreparedModel(
+        model_dir=model_dir, code_dir=code_dir, deps_dir=deps_dir, digest=digest, leases=tuple(leases)
+    )
 
 
 class _Trees:
@@ -139,6 +169,7 @@ class _Trees:
         s3_local_root: Path | None = None,
     ) -> None:
         self._cache = cache
+        self.records = Trees(cache, policy, log)
         self._timeout_s = timeout_s
         self._policy = policy
         self._s3_endpoint_url = s3_endpoint_url
@@ -147,7 +178,8 @@ class _Trees:
         self._log = log
         self._progress = progress
 
-    def prepare(self, source: ModelSource, deadline: Deadline) -> tuple[Path, str]:
+    def prepare(self, source: ModelSource, deadline: Deadline) -> tuple[Path, str, TreeLease | None]:
+        """The tree's path, its digest, and a lease on it (None for a directory used in place)."""
         location = parse_location(source.url)
         if source.kind == "prefix" and location.scheme != "s3":
             raise ArtifactSourceError(
@@ -177,13 +209,13 @@ class _Trees:
 
     # --- one function per kind of source ---------------------------------------------------------
 
-    def _directory(self, path: Path, source: ModelSource) -> tuple[Path, str]:
+    def _directory(self, path: Path, source: ModelSource) -> tuple[Path, str, TreeLease | None]:
         if source.sha256:
             self._check_sha256(source, tree_digest(path), str(path))
         self._log(f"using the model directory {path} in place")
-        return path, f"dir:{path}"
+        return path, f"dir:{path}", None
 
-    def _local_file(self, path: Path, source: ModelSource, deadline: Deadline) -> tuple[Path, str]:
+    def _local_file(self, path: Path, source: ModelSource, deadline: Deadline) -> tuple[Path, str, TreeLease]:
         stat = path.stat()
         identity = f"file\0{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ino}"
 
@@ -195,7 +227,9 @@ class _Trees:
 
         return self._archive(identity, str(path), source, fill)
 
-    def _s3_object(self, location: Location, source: ModelSource, deadline: Deadline) -> tuple[Path, str]:
+    def _s3_object(
+        self, location: Location, source: ModelSource, deadline: Deadline
+    ) -> tuple[Path, str, TreeLease]:
         url = f"s3://{location.bucket}/{location.key}"
         if not location.key or location.key.endswith("/"):
             raise ArtifactSourceError(f"{url} does not name an object: use s3://bucket/path/model.tar.gz")
@@ -216,41 +250,53 @@ class _Trees:
 
         return self._archive(identity, url, source, fill)
 
-    def _http(self, location: Location, source: ModelSource, deadline: Deadline) -> tuple[Path, str]:
+    def _http(
+        self, location: Location, source: ModelSource, deadline: Deadline
+    ) -> tuple[Path, str, TreeLease]:
         shown = display_url(location.url)
         identity = f"http\0{location.url}"
         with self._cache.lock(identity):
             known_etag, known_digest = self._http_note(identity)
+            # The conditional request is only worth making for a tree that is still intact.
+            known = self._reuse(source, known_digest, shown) if known_digest is not None else None
             with self._cache.workspace() as work:
                 self._log(f"fetching {shown}")
-                with FileDownload(
-                    work / "archive",
-                    limit=self._policy.max_download_bytes,
-                    url=shown,
-                    progress=self._progress,
-                ) as download:
-                    started = time.monotonic()
-                    outcome = fetch_http(
-                        location.url,
-                        download,
-                        policy=self._policy,
-                        deadline=deadline,
-                        known_etag=known_etag,
-                        log=self._log,
-                    )
-                if outcome.not_modified and known_digest is not None:
-                    self._check_sha256(source, known_digest.partition(":")[2], shown)
+                try:
+                    with FileDownload(
+                        work / "archive",
+                        limit=self._policy.max_download_bytes,
+                        url=shown,
+                        progress=self._progress,
+                    ) as download:
+                        started = time.monotonic()
+                        outcome = fetch_http(
+                            location.url,
+                            download,
+                            policy=self._policy,
+                            deadline=deadline,
+                            known_etag=known_etag if known is not None else None,
+                            log=self._log,
+                        )
+                except BaseException:
+                    if known is not None:
+                        known.release()
+                    raise
+                if outcome.not_modified and known is not None:
                     self._log(
                         f"{shown} is unchanged (ETag {known_etag}): nothing to download, using {known_digest}"
                     )
-                    return self._cache.model_path(known_digest), known_digest
+                    return self._cache.model_path(known.digest), known.digest, known
+                if known is not None:
+                    known.release()
                 self._log(_downloaded(shown, download.size, started))
-                digest = self._verify_and_extract(download, work, shown, source)
+                digest, lease = self._verify_and_extract(download, work, shown, source)
                 if outcome.etag:
                     self._cache.write_note(identity, f"{outcome.etag}\n{digest}")
-        return self._cache.model_path(digest), digest
+        return self._cache.model_path(digest), digest, lease
 
-    def _s3_prefix(self, location: Location, source: ModelSource, deadline: Deadline) -> tuple[Path, str]:
+    def _s3_prefix(
+        self, location: Location, source: ModelSource, deadline: Deadline
+    ) -> tuple[Path, str, TreeLease]:
         prefix = location.key if not location.key or location.key.endswith("/") else f"{location.key}/"
         url = f"s3://{location.bucket}/{prefix}"
         store = self._s3()
@@ -264,11 +310,10 @@ class _Trees:
         ).hexdigest()
         identity = f"s3prefix\0{store.endpoint}\0{location.bucket}\0{prefix}\0{listing}"
         with self._cache.lock(identity):
-            digest = self._known(identity)
-            if digest is not None:
-                self._check_sha256(source, digest.partition(":")[2], url)
-                self._log(f"{url} is unchanged since it was prepared as {digest}: nothing to download")
-                return self._cache.model_path(digest), digest
+            known = self._reuse(source, self._cache.read_note(identity), url)
+            if known is not None:
+                self._log(f"{url} is unchanged since it was prepared as {known.digest}: nothing to download")
+                return self._cache.model_path(known.digest), known.digest, known
             total = sum(o.size for o in objects)
             if total > self._policy.max_download_bytes:
                 raise ArtifactSourceError(
@@ -305,22 +350,24 @@ class _Trees:
                 self._log(_downloaded(url, writer.bytes_written, started))
                 digest = f"tree:{writer.tree_digest()}"
                 self._check_sha256(source, digest.partition(":")[2], url)
-                self._publish(digest, writer.root)
+                lease = self._install(digest, writer.root, writer.file_hashes(), url)
             self._cache.write_note(identity, digest)
-        return self._cache.model_path(digest), digest
+        return self._cache.model_path(digest), digest, lease
 
     # --- shared steps ----------------------------------------------------------------------------
 
     def _archive(
         self, identity: str, label: str, source: ModelSource, fill: Callable[[ByteSink], None]
-    ) -> tuple[Path, str]:
-        """Download (`fill`) and extract an archive, unless `identity` was prepared before."""
+    ) -> tuple[Path, str, TreeLease]:
+        """Download (`fill`) and extract an archive, unless `identity` was prepared before and its
+        tree is intact."""
         with self._cache.lock(identity):
-            digest = self._known(identity)
-            if digest is not None:
-                self._check_sha256(source, digest.partition(":")[2], label)
-                self._log(f"{label} is unchanged since it was prepared as {digest}: nothing to download")
-                return self._cache.model_path(digest), digest
+            known = self._reuse(source, self._cache.read_note(identity), label)
+            if known is not None:
+                self._log(
+                    f"{label} is unchanged since it was prepared as {known.digest}: nothing to download"
+                )
+                return self._cache.model_path(known.digest), known.digest, known
             with self._cache.workspace() as work:
                 self._log(f"downloading {label}")
                 started = time.monotonic()
@@ -332,45 +379,56 @@ class _Trees:
                 ) as download:
                     fill(download)
                 self._log(_downloaded(label, download.size, started))
-                digest = self._verify_and_extract(download, work, label, source)
+                digest, lease = self._verify_and_extract(download, work, label, source)
             self._cache.write_note(identity, digest)
-        return self._cache.model_path(digest), digest
+        return self._cache.model_path(digest), digest, lease
 
-    def _verify_and_extract(self, download: FileDownload, work: Path, label: str, source: ModelSource) -> str:
+    def _reuse(self, source: ModelSource, digest: str | None, label: str) -> TreeLease | None:
+        """A lease on the tree a note names, if it is still there and unchanged (pins checked first)."""
+        digest = (digest or "").strip()
+        if not digest or not self._cache.model_path(digest).is_dir():
+            return None
+        self._check_sha256(source, digest.partition(":")[2], label)
+        return self.records.reuse(digest, label)
+
+    def _verify_and_extract(
+        self, download: FileDownload, work: Path, label: str, source: ModelSource
+    ) -> tuple[str, TreeLease]:
         """Check the sha256 pin BEFORE extracting, then extract once per content digest."""
         digest = f"sha256:{download.hexdigest()}"
         self._check_sha256(source, download.hexdigest(), label)
-        final = self._cache.model_path(digest)
         with self._cache.lock(f"model:{digest}"):
-            if final.is_dir():
+            lease = self.records.reuse_locked(digest, label)
+            if lease is not None:
                 self._log(f"{label} has the same content as an earlier model ({digest}): nothing to extract")
-                return digest
+                return digest, lease
             stats = extract_archive(
                 download.path, work / "tree", source=label, policy=self._policy, progress=self._progress
             )
-            self._cache.publish(work / "tree", final)
+            lease = self._publish_locked(digest, work / "tree", stats.file_hashes)
         self._log(f"extracted {label}: {stats.files} files, {format_bytes(stats.bytes_written)} ({digest})")
-        return digest
+        self.records.collect()
+        return digest, lease
 
-    def _publish(self, digest: str, tree: Path) -> None:
+    def _install(self, digest: str, tree: Path, hashes: dict[str, str], label: str) -> TreeLease:
+        """Publish a finished tree unless an intact one is there already; lease it; keep the budget."""
         with self._cache.lock(f"model:{digest}"):
-            if not self._cache.model_path(digest).is_dir():
-                self._cache.publish(tree, self._cache.model_path(digest))
+            lease = self.records.reuse_locked(digest, label)  # prepared by someone else meanwhile
+            if lease is None:
+                lease = self._publish_locked(digest, tree, hashes)
+        self.records.collect()
+        return lease
 
-    def _known(self, identity: str) -> str | None:
-        """The digest this source identity was prepared as, if that tree is still in the cache."""
-        note = self._cache.read_note(identity)
-        if note and self._cache.model_path(note.strip()).is_dir():
-            return note.strip()
-        return None
+    def _publish_locked(self, digest: str, tree: Path, hashes: dict[str, str]) -> TreeLease:
+        """Seal `tree` read-only, move it into place with its manifest and lease it (lock held)."""
+        self.records.publish(digest, tree, seal(tree, hashes))
+        return self.records.lease(digest)
 
     def _http_note(self, identity: str) -> tuple[str | None, str | None]:
         note = self._cache.read_note(identity)
         if not note or "\n" not in note:
             return None, None
         etag, _, digest = note.partition("\n")
-        if not self._cache.model_path(digest.strip()).is_dir():
-            return None, None
         return etag, digest.strip()
 
     def _check_sha256(self, source: ModelSource, actual: str, label: str) -> None:

@@ -259,11 +259,12 @@ def test_good_archive_with_root_member_extracts_with_safe_modes(
     assert (model_dir / "code" / "inference.py").read_bytes() == b"def model_fn(d):\n    return d\n"
     assert (model_dir / "model.pt").read_bytes() == b"weights-v2"
     assert (model_dir / "deep" / "er" / "file.bin").read_bytes() == b"\x00\x01"
-    assert mode("code/inference.py") == 0o755  # setuid dropped, owner exec kept
-    assert mode("code/helper.py") == 0o644  # setgid dropped
-    assert mode("model.pt") == 0o644
-    assert mode("code") == 0o755
-    assert mode("deep/er") == 0o755
+    # Sealed read-only in the cache (docs/security.md, "Model trees and disk").
+    assert mode("code/inference.py") == 0o555  # setuid dropped, owner exec kept
+    assert mode("code/helper.py") == 0o444  # setgid dropped
+    assert mode("model.pt") == 0o444
+    assert mode("code") == 0o555
+    assert mode("deep/er") == 0o555
     assert model_dir.parent == layout.cache / "models"
     assert list((layout.cache / "tmp").iterdir()) == []
     assert any(line.startswith(f"extracted {archive}: 4 files") for line in layout.logs)
