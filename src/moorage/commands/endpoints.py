@@ -34,8 +34,9 @@ examples:
   moorage endpoints
   moorage endpoints --output json | jq -r '.Endpoints[].EndpointName'
 
-VARIANTS shows each production variant as "name w=<weight> n=<instances>"; INSTANCES counts those in
-service against those wanted, over all variants.
+VARIANTS shows each production variant as "name w=<weight> n=<instances>"; INSTANCES counts those
+that can answer now against those wanted, over all variants. An endpoint with a FailureReason (it
+failed, an update failed, or its instances cannot start) has it printed below the table.
 """
 
 DESCRIBE_EPILOG = """\
@@ -126,6 +127,10 @@ def _endpoints(args: argparse.Namespace) -> int:
             ]
         )
     print(table(["NAME", "STATUS", "VARIANTS", "INSTANCES", "AGE"], rows))
+    for endpoint in described:
+        if endpoint.get("FailureReason"):
+            reason = str(endpoint["FailureReason"]).splitlines()[0]
+            print(f"{endpoint['EndpointName']}: {reason}")
     return EXIT_OK
 
 
@@ -166,7 +171,10 @@ def _render(connection: Connection, described: dict[str, Any], config: dict[str,
         f"Status      {described['EndpointStatus']} ({current}/{desired} instances in service)",
     ]
     if described.get("FailureReason"):
-        lines.append(f"Failure     {described['FailureReason']}")
+        # The reason's later lines are the worker log's last lines: indented under it.
+        first, *rest = str(described["FailureReason"]).splitlines() or [""]
+        lines.append(f"Failure     {first}")
+        lines += [f"            {line}" for line in rest]
     lines += [
         f"Config      {described.get('EndpointConfigName', '-')}",
         f"Created     {local_time(described['CreationTime'])} ({age(described['CreationTime'])} ago)",

@@ -12,11 +12,18 @@ a time, whenever the control plane changes an endpoint or the server starts:
                deployment cannot start, it is stopped and the old keeps serving → InService with a
                FailureReason.
     Deleting   withdraw the route, let accepted requests finish, stop the instances → removed
-    InService  make sure it runs: after a restart it starts again with no new CreateEndpoint
+    InService  make sure it runs: after a restart it starts again with no new CreateEndpoint. The
+               status stays InService (docs/compatibility.md): the variants' pools are routed to
+               before any worker is ready, so invocations wait for the first ready instance. If the
+               instances cannot start, requests get 503 with the cause, FailureReason says why
+               (with the worker log's last lines), and the start is retried with exponential backoff
+               (settings: recovery_backoff_s doubling up to recovery_backoff_max_s), each failure
+               logged once.
     Failed     make sure nothing runs
 
-While an endpoint serves, DescribeEndpoint's CurrentInstanceCount follows its instances: one whose
-workers died and cannot be replaced yet (a model that no longer loads) stops counting until it is back.
+DescribeEndpoint's CurrentInstanceCount (and the /metrics gauge) counts instances that can answer now:
+0 while they restart, and one whose workers died and cannot be replaced yet (a model that no longer
+loads) stops counting until it is back, with FailureReason saying why meanwhile.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from moorage.artifacts import ModelSource, PreparedModel, prepare_model
+from moorage.artifacts.trees import release_holder
 from moorage.backends.base import Backend
 from moorage.control.lifecycle import Action, transition
 from moorage.control.records import (
@@ -46,16 +54,20 @@ from moorage.control.records import (
 from moorage.control.store import Store
 from moorage.errors import ArtifactSourceError, DeploymentError, MoorageError
 from moorage.runtime.metrics import Metrics
-from moorage.runtime.router import EndpointRoute, Router
-from moorage.runtime.variant import VariantRuntime, VariantSetup
-from moorage.settings import Settings
+from moorage.runtime.pool import WorkerPool
+from moorage.runtime.router import EndpointRoute, Router, StartingVariant
+from moorage.runtime.variant import VariantRuntime, VariantSetup, variant_pool
+from moorage.settings import ContainerConfig, Settings
 
 __all__ = ["Reconciler", "model_source"]
 
 log = logging.getLogger("moorage.control.reconciler")
 
 _T = TypeVar("_T")
-_RETRY_RECOVERY_S = 30.0
+# FailureReason on an InService endpoint starts with this while its instances cannot start; the
+# reconciler clears only a reason it wrote, never one left by a failed UpdateEndpoint.
+CANNOT_START = "The instances of this endpoint cannot start; moorage retries with backoff. "
+_MAX_REASON = 1024
 _DEFAULT_DOWNLOAD_TIMEOUT_S = 3600.0
 SHA256_PIN = "MOORAGE_MODEL_DATA_SHA256"  # an integrity pin for any source, in the model's Environment
 
@@ -113,16 +125,26 @@ def _states(live: _Live) -> tuple[VariantState, ...]:
     )
 
 
-def _with_counts(counts: dict[str, int], record: EndpointRecord) -> EndpointRecord | None:
+def _with_counts(
+    counts: dict[str, int], failure: str | None, record: EndpointRecord
+) -> EndpointRecord | None:
     """`record` with the current instance counts of its variants; desired values stay as they are
-    (an update in progress may have set them). None when nothing changes or the status forbids it."""
+    (an update in progress may have set them). `failure`: why instances cannot start (None: they can,
+    and a reason of ours is cleared). None when nothing changes or the status forbids it."""
     if transition(Action.SET_VARIANTS, record.status) is None:
         return None
     variants = tuple(
         replace(state, current_instance_count=counts.get(state.variant_name, state.current_instance_count))
         for state in record.variants
     )
-    return None if variants == record.variants else replace(record, variants=variants)
+    reason = record.failure_reason
+    if failure is not None:
+        reason = (CANNOT_START + failure)[:_MAX_REASON]
+    elif reason is not None and reason.startswith(CANNOT_START):
+        reason = None
+    if variants == record.variants and reason == record.failure_reason:
+        return None
+    return replace(record, variants=variants, failure_reason=reason)
 
 
 def _reason(error: BaseException) -> str:
@@ -154,7 +176,14 @@ class Reconciler:
         self._background: set[asyncio.Task[None]] = set()
         self._dirty: set[str] = set()
         self._counting: set[str] = set()  # endpoints whose instance counts are about to be written
+        self._failures: dict[str, int] = {}  # endpoints whose last reconciliations failed: how many in a row
+        self._retries: dict[str, asyncio.TimerHandle] = {}
+        self._starting: dict[str, dict[str, WorkerPool]] = {}  # pools routed to by `recover`, not yet used
         self._closing = False
+
+    def model_deleted(self, name: str) -> None:
+        """DeleteModel's hook (on the store's thread): free the cached trees only that model held."""
+        release_holder(self.settings.cache_dir, self.settings.artifacts, name)
 
     # ControlHooks -------------------------------------------------------------------------------
     def endpoint_changed(self, name: str) -> None:
@@ -175,25 +204,50 @@ class Reconciler:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("reconciling endpoint %s failed; it will be retried", name)
-                    self._retry_later(name)
+                    delay = self._retry_later(name)
+                    log.exception("reconciling endpoint %s failed; retrying in %.0f s", name, delay)
                 if name not in self._dirty or self._closing:
                     return
         finally:
             self._tasks.pop(name, None)
 
-    def _retry_later(self, name: str) -> None:
-        asyncio.get_running_loop().call_later(_RETRY_RECOVERY_S, self.endpoint_changed, name)
+    def _retry_later(self, name: str) -> float:
+        """Reconcile `name` again after a backoff that doubles with each failure in a row; the delay."""
+        failures = self._failures[name] = self._failures.get(name, 0) + 1
+        workers = self.settings.workers
+        delay = min(workers.recovery_backoff_max_s, workers.recovery_backoff_s * 2.0 ** min(failures - 1, 30))
+        previous = self._retries.pop(name, None)
+        if previous is not None:
+            previous.cancel()
+        self._retries[name] = asyncio.get_running_loop().call_later(delay, self._retry_due, name)
+        return delay
+
+    def _retry_due(self, name: str) -> None:
+        self._retries.pop(name, None)
+        self.endpoint_changed(name)
 
     async def recover(self) -> None:
-        """At start-up: bring every stored endpoint back to what its status says."""
+        """At start-up: bring every stored endpoint back to what its status says.
+
+        An InService endpoint is routed to empty pools before this returns (before the server says
+        it is ready), so an invocation right after a restart waits for the instances, never 503s."""
         for record in await self._db(self.store.list_endpoints):
             self.router.set_status(record.name, record.status.value)
+            if record.status is EndpointStatus.IN_SERVICE and record.deployment is not None:
+                with contextlib.suppress(DeploymentError):  # _ensure_running reports it
+                    self._starting[record.name] = self._route_starting(record.name, record.deployment)
             self.endpoint_changed(record.name)
 
     async def close(self, grace_s: float) -> None:
         """Stop reconciling and stop every running variant; in-progress work resumes at the next start."""
         self._closing = True
+        for timer in self._retries.values():
+            timer.cancel()
+        self._retries.clear()
+        for pools in self._starting.values():
+            for pool in pools.values():
+                pool.abandon("The server is stopping; retry the request.")
+        self._starting.clear()
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -221,11 +275,32 @@ class Reconciler:
         live = self._live.get(endpoint)
         if live is None or self._closing:
             return
-        counts = {name: runtime.ready_instances for name, runtime in live.variants.items()}
+        counts = _counts(live)
+        failure = next(
+            (
+                f"Production variant {name}: {runtime.start_failure}"
+                for name, runtime in live.variants.items()
+                if runtime.start_failure
+            ),
+            None,
+        )
+        self._gauge(endpoint, live.deployment, counts)
         try:
-            await self._db(self.store.modify_endpoint, endpoint, functools.partial(_with_counts, counts))
+            await self._db(
+                self.store.modify_endpoint, endpoint, functools.partial(_with_counts, counts, failure)
+            )
         except Exception:  # the counters are informational; the next change writes them again
             log.exception("could not record the instance counts of endpoint %s", endpoint)
+
+    def _gauge(self, endpoint: str, deployment: Deployment, counts: dict[str, int]) -> None:
+        """The /metrics gauge: instances that can answer now, and those wanted, per variant."""
+        self.metrics.set_instances(
+            endpoint,
+            {
+                spec.variant_name: (counts.get(spec.variant_name, 0), spec.instance_count)
+                for spec in deployment.variants
+            },
+        )
 
     async def _db(self, method: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         loop = asyncio.get_running_loop()
@@ -239,6 +314,11 @@ class Reconciler:
             self.router.set_status(name, None)
             return
         self.router.set_status(name, record.status.value)
+        if record.status is not EndpointStatus.IN_SERVICE and name in self._starting:
+            # Changed before its instances came back (say, UpdateEndpoint right after the restart).
+            self.router.withdraw(name)
+            for pool in self._starting.pop(name).values():
+                pool.abandon(f"Endpoint {name} is now {record.status.value}; retry the request.")
         if record.status is EndpointStatus.CREATING:
             await self._create(record)
         elif record.status is EndpointStatus.UPDATING:
@@ -263,6 +343,7 @@ class Reconciler:
             return
         self._live[record.name] = live
         self.router.publish(_route(record.name, live))
+        self._gauge(record.name, deployment, _counts(live))
         if await self._db(self.store.endpoint_in_service, record.name, variants=_states(live)) is None:
             await self._stop_live(record.name)  # it changed under us; the next pass sees the new state
             self._dirty.add(record.name)
@@ -278,21 +359,36 @@ class Reconciler:
                 live.deployment = record.deployment
                 self.router.publish(_route(record.name, live))
             return
+        name, deployment = record.name, record.deployment
+        # Until its instances are back, none counts; requests wait for them in the variants' pools.
+        zero = {spec.variant_name: 0 for spec in deployment.variants}
+        self._gauge(name, deployment, zero)
+        await self._db(self.store.modify_endpoint, name, functools.partial(_with_counts, zero, None))
         try:
-            live = await self._start(record.name, record.deployment)
+            live = await self._start(name, deployment, route_early=True)
         except DeploymentError as exc:
+            self.router.withdraw(name)
+            reason = _reason(exc)
+            self.router.set_cannot_start(name, reason.splitlines()[0])
+            delay = self._retry_later(name)
             log.error(
-                "endpoint %s is InService but its instances could not start (%s); retrying in %.0f s",
-                record.name,
-                exc.message,
-                _RETRY_RECOVERY_S,
+                "endpoint %s is InService but its instances could not start (failure %d in a row; "
+                "retrying in %.0f s): %s",
+                name,
+                self._failures[name],
+                delay,
+                reason,
             )
-            self._retry_later(record.name)
+            await self._db(self.store.modify_endpoint, name, functools.partial(_with_counts, zero, reason))
             return
-        self._live[record.name] = live
-        self.router.publish(_route(record.name, live))
-        await self._db(self.store.set_variant_states, record.name, _states(live))
-        log.info("endpoint %s is serving again", record.name)
+        self._failures.pop(name, None)
+        self._live[name] = live
+        self.router.publish(_route(name, live))
+        self.router.set_cannot_start(name, None)
+        counts = _counts(live)
+        self._gauge(name, deployment, counts)
+        await self._db(self.store.modify_endpoint, name, functools.partial(_with_counts, counts, None))
+        log.info("endpoint %s is serving again", name)
 
     async def _update(self, record: EndpointRecord) -> None:
         new = record.pending
@@ -317,6 +413,7 @@ class Reconciler:
         self._live[record.name] = live
         route = _route(record.name, live)
         self.router.publish(route)
+        self._gauge(record.name, new, _counts(live))
         if old is not None:
             # Requests still queued on the old pools move to the new ones; running ones finish where they are.
             for runtime in old.variants.values():
@@ -337,6 +434,7 @@ class Reconciler:
             return
         live.deployment = new
         self.router.publish(_route(record.name, live))
+        self._gauge(record.name, new, _counts(live))
         await self._db(self.store.endpoint_in_service, record.name, variants=_states(live))
         self.router.set_status(record.name, EndpointStatus.IN_SERVICE.value)
 
@@ -345,6 +443,7 @@ class Reconciler:
         await self._db(self.store.remove_endpoint, record.name)
         self.router.set_status(record.name, None)
         self.metrics.forget(record.name)
+        self._failures.pop(record.name, None)
         log.info("endpoint %s deleted", record.name)
 
     async def _stop_live(self, name: str) -> None:
@@ -352,35 +451,79 @@ class Reconciler:
         self.router.withdraw(name)
         if live is not None:
             grace = self.settings.workers.drain_grace_s
-            await asyncio.gather(*(runtime.stop(grace) for runtime in live.variants.values()))
+            await asyncio.gather(*(self._stop_runtime(runtime, grace) for runtime in live.variants.values()))
 
     def _retire(self, live: _Live) -> None:
         grace = self.settings.workers.drain_grace_s
 
         async def drain_and_stop() -> None:
-            await asyncio.gather(*(runtime.stop(grace) for runtime in live.variants.values()))
+            await asyncio.gather(*(self._stop_runtime(runtime, grace) for runtime in live.variants.values()))
 
         task = asyncio.get_running_loop().create_task(drain_and_stop())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def _stop_runtime(self, runtime: VariantRuntime, grace_s: float) -> None:
+        """Stop a variant, then release its model trees, which the cache may now free or evict."""
+        await runtime.stop(grace_s)
+        await _release(runtime.setup.prepared)
+
     # Starting a deployment ----------------------------------------------------------------------
-    async def _start(self, endpoint: str, deployment: Deployment) -> _Live:
-        results = await asyncio.gather(
-            *(self._start_variant(endpoint, spec) for spec in deployment.variants), return_exceptions=True
-        )
+    async def _start(self, endpoint: str, deployment: Deployment, *, route_early: bool = False) -> _Live:
+        """Start every variant. `route_early`: route requests to the variants' pools at once, so they
+        wait for the first ready instance (an InService endpoint restarting); a failure ends them."""
+        pools: dict[str, WorkerPool] = {}
+        if route_early:
+            pools = self._starting.pop(endpoint, {}) or self._route_starting(endpoint, deployment)
+        try:
+            results = await asyncio.gather(
+                *(
+                    self._start_variant(endpoint, spec, pools.get(spec.variant_name))
+                    for spec in deployment.variants
+                ),
+                return_exceptions=True,
+            )
+        except BaseException:  # cancelled: the server is stopping
+            for pool in pools.values():
+                pool.abandon("The server is stopping; retry the request.")
+            raise
         started = [r for r in results if isinstance(r, VariantRuntime)]
         failure = next((r for r in results if isinstance(r, BaseException)), None)
-        if failure is not None:
-            await asyncio.gather(*(runtime.stop(0.0) for runtime in started))
-            if isinstance(failure, DeploymentError):
-                raise failure
-            if isinstance(failure, MoorageError):
-                raise DeploymentError(failure.message) from failure
-            raise DeploymentError(f"{type(failure).__name__}: {failure}") from failure
-        return _Live(deployment, {runtime.name: runtime for runtime in started})
+        if failure is None:
+            return _Live(deployment, {runtime.name: runtime for runtime in started})
+        await asyncio.gather(*(self._stop_runtime(runtime, 0.0) for runtime in started))
+        if isinstance(failure, DeploymentError):
+            error = failure
+        elif isinstance(failure, MoorageError):
+            error = DeploymentError(failure.message)
+        else:
+            error = DeploymentError(f"{type(failure).__name__}: {failure}")
+        for pool in pools.values():  # those whose runtime was never built (preparation failed)
+            pool.abandon(f"The instances of endpoint {endpoint} could not start: {error.message}")
+        raise error from (None if error is failure else failure)
 
-    async def _start_variant(self, endpoint: str, spec: VariantSpec) -> VariantRuntime:
+    def _route_starting(self, endpoint: str, deployment: Deployment) -> dict[str, WorkerPool]:
+        """Publish a route to fresh, empty pools: requests queue there until instances are ready."""
+        try:
+            pools = {
+                spec.variant_name: variant_pool(
+                    f"{endpoint}/{spec.variant_name}",
+                    ContainerConfig.from_environment(spec.container.environment),
+                    self.settings.workers,
+                )
+                for spec in deployment.variants
+            }
+        except MoorageError as exc:  # a container setting that no longer parses
+            raise DeploymentError(exc.message) from exc
+        weights = {spec.variant_name: spec.weight for spec in deployment.variants}
+        variants = {name: StartingVariant(name, pool) for name, pool in pools.items()}
+        self.router.publish(EndpointRoute(endpoint=endpoint, variants=variants, weights=weights))
+        return pools
+
+    async def _start_variant(
+        self, endpoint: str, spec: VariantSpec, pool: WorkerPool | None = None
+    ) -> VariantRuntime:
+        prepared = None
         try:
             prepared = await self._prepare(endpoint, spec)
             await self.backend.start()  # idempotent; a cluster's machines are known once it is joined
@@ -397,18 +540,25 @@ class Reconciler:
                 ),
                 self.backend,
                 self.settings.workers,
+                pool=pool,
             )
             runtime.on_change = functools.partial(self._instances_changed, endpoint)
             await runtime.start()
             return runtime
-        except MoorageError as exc:
-            raise DeploymentError(f"Production variant {spec.variant_name}: {exc.message}") from exc
+        except BaseException as exc:
+            if prepared is not None:  # nothing serves from its trees: the cache may free them
+                await _release(prepared)
+            if isinstance(exc, MoorageError):
+                raise DeploymentError(f"Production variant {spec.variant_name}: {exc.message}") from exc
+            raise
 
     async def _prepare(self, endpoint: str, spec: VariantSpec) -> PreparedModel:
         log_path = self.settings.logs_dir / endpoint / spec.variant_name / "deployment.log"
         write = _line_writer(log_path)
         source = model_source(spec.container)
         write(f"preparing model {spec.model_name} from {source.url}")
+        # A model deleted while its endpoint serves holds no tree (DeleteModel released its holds).
+        exists = await self._db(self.store.get_model, spec.model_name) is not None
         return await _on_daemon_thread(
             functools.partial(
                 prepare_model,
@@ -419,8 +569,21 @@ class Reconciler:
                 s3_local_root=self.s3_local_root,
                 log=write,
                 timeout_s=spec.download_timeout_s or _DEFAULT_DOWNLOAD_TIMEOUT_S,
+                holder=spec.model_name if exists else None,  # DeleteModel frees what it held (trees.py)
             ),
         )
+
+
+async def _release(prepared: PreparedModel) -> None:
+    """Release a prepared model's tree leases off the event loop (freeing a tree removes files)."""
+    try:
+        await asyncio.to_thread(prepared.release)
+    except Exception:  # the variant is stopped either way; the cache budget frees the tree later
+        log.exception("could not release the model trees of %s", prepared.model_dir)
+
+
+def _counts(live: _Live) -> dict[str, int]:
+    return {name: runtime.ready_instances for name, runtime in live.variants.items()}
 
 
 async def _on_daemon_thread(call: Callable[[], _T]) -> _T:

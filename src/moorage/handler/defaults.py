@@ -83,11 +83,16 @@ class DefaultHandlers:
     def input_fn(self, input_data: bytes | str, content_type: str | None) -> torch.Tensor:
         """JSON and CSV become float32 tensors; NPY (and NPZ) keep their dtype."""
         array = codecs.decode(input_data, content_type, allow_pickle=self.npy_allow_pickle)
-        if array.dtype.names is not None:
+        if array.dtype.names is not None and _numeric_fields(array.dtype):
             # CSV whose columns mix ints and floats decodes to a record array, which SageMaker's
             # default input_fn then fails to convert; flatten it to plain numbers instead.
             array = recfunctions.structured_to_unstructured(array, dtype=np.float64)
         if content_type in content_types.UTF8_TYPES:
+            if array.dtype.kind not in _NUMERIC_KINDS:
+                # Text (a CSV header line, a JSON list of strings), objects or records: let torch
+                # refuse it, so the 500 carries the toolkit's words ("can't convert np.ndarray of type
+                # numpy.str_. The only supported types are: ...", the list being this torch's).
+                return torch.from_numpy(array)
             # Same float32 tensor as the toolkit's torch.FloatTensor(array), built the fast way.
             tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
         else:
@@ -127,6 +132,13 @@ class DefaultHandlers:
                     return encoded.encode("utf-8")
                 return encoded
         raise UnsupportedFormatError(accept)
+
+
+_NUMERIC_KINDS = frozenset("biuf")  # bool, signed, unsigned, floating: what float32 holds
+
+
+def _numeric_fields(dtype: np.dtype[Any]) -> bool:
+    return all(dtype[name].kind in _NUMERIC_KINDS for name in dtype.names or ())
 
 
 def _is_model_file(model_dir: str, name: str) -> bool:

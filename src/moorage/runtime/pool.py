@@ -7,7 +7,10 @@ Every request submitted here ends in exactly one outcome, on every path (STYLE h
   request longer than the timeout is killed (its replacement is the supervisor's job).
 
 A worker takes one request at a time (or one batch when batching is on), so "least busy" means "idle"
-and requests wait here, not behind a stuck worker. When batching is on, a free worker takes up to
+and requests wait here, not behind a stuck worker. While workers are expected (the variant's instances
+are starting, restarting after a server restart, or being replaced after a crash) a request waits here
+for the first one to become ready, within its deadline and the queue bound; once none is expected any
+more, waiting requests fail at once with 503 and the reason. When batching is on, a free worker takes up to
 `batch_size` waiting requests, holding back at most `max_batch_delay_s` for a fuller batch.
 """
 
@@ -27,6 +30,7 @@ from moorage.worker.protocol import Invoke, Reply
 __all__ = ["WorkerPool"]
 
 _request_ids = itertools.count(1)
+_NO_INSTANCE = "No instance of this variant is available to take the request."
 
 
 def next_request_id() -> int:
@@ -48,6 +52,7 @@ class _Waiting:
     future: asyncio.Future[Outcome]
     arrival: float
     deadline: float  # the client's: arrival + timeout
+    timeout_s: float  # this request's invocation timeout (the pool's, or the caller's own)
 
 
 @dataclass(eq=False)
@@ -55,6 +60,7 @@ class _Running:
     slot: _Slot
     batch: list[_Waiting]
     kill_at: float  # the worker's: dispatch + timeout
+    timeout_s: float  # the longest timeout in the batch, which `kill_at` was counted from
     remaining: int
     timed_out: bool = False
 
@@ -80,6 +86,7 @@ class WorkerPool:
         self._next = 0
         self._closed = False
         self._expecting = True  # workers are starting; requests may wait for them
+        self._unavailable = _NO_INSTANCE  # the 503's message once none is expected any more
         self._batch_timer: asyncio.TimerHandle | None = None
         self._in_flight = 0
         self._idle_event = asyncio.Event()
@@ -115,9 +122,12 @@ class WorkerPool:
         for slot in retiring:
             self.remove(slot.handle)
 
-    def expect_workers(self, expecting: bool) -> None:
-        """Whether workers may still appear; if not and none are left, waiting requests fail (503)."""
+    def expect_workers(self, expecting: bool, reason: str | None = None) -> None:
+        """Whether workers may still appear; if not and none are left, waiting requests fail (503),
+        with `reason` as the message when given (why the instances could not start)."""
         self._expecting = expecting
+        if reason is not None:
+            self._unavailable = reason
         self._fail_queue_if_hopeless()
 
     @property
@@ -137,18 +147,23 @@ class WorkerPool:
         return self._in_flight
 
     # Traffic ------------------------------------------------------------------------------------
-    def submit(self, message: Invoke) -> asyncio.Future[Outcome]:
-        """Queue a request; its future always resolves. Raises at once when it cannot even wait."""
+    def submit(self, message: Invoke, timeout_s: float | None = None) -> asyncio.Future[Outcome]:
+        """Queue a request; its future always resolves. Raises at once when it cannot even wait.
+
+        `timeout_s`: this request's own invocation timeout instead of the pool's (an async request's
+        InvocationTimeoutSeconds, up to an hour).
+        """
         if self._closed:
             raise ServiceUnavailable("The endpoint is shutting down this variant; retry the request.")
         if not self._slots and not self._expecting:
-            raise ServiceUnavailable("No instance of this variant is available to take the request.")
+            raise ServiceUnavailable(self._unavailable)
         if len(self._queue) >= self.max_queue:
             raise ThrottlingException(
                 f"Too many requests are waiting for this endpoint ({self.max_queue}); slow down and retry."
             )
         now = self._loop.time()
-        waiting = _Waiting(message, self._loop.create_future(), now, now + self.timeout_s)
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        waiting = _Waiting(message, self._loop.create_future(), now, now + timeout, timeout)
         self._queue.append(waiting)
         self._watch_deadlines()
         self._in_flight += 1
@@ -172,11 +187,11 @@ class WorkerPool:
         now = self._loop.time()
         for waiting in self._queue:
             if now >= waiting.deadline and not waiting.future.done():
-                waiting.future.set_result(TimedOut(self.timeout_s))
+                waiting.future.set_result(TimedOut(waiting.timeout_s))
         for running in list(self._running):
             for waiting in running.batch:
                 if now >= waiting.deadline and not waiting.future.done():
-                    waiting.future.set_result(TimedOut(self.timeout_s))
+                    waiting.future.set_result(TimedOut(waiting.timeout_s))
             if now >= running.kill_at and not running.timed_out:
                 self._kill_slow(running)
         if self._in_flight:
@@ -230,7 +245,8 @@ class WorkerPool:
 
     def _dispatch(self, slot: _Slot, batch: list[_Waiting]) -> None:
         slot.busy = True
-        running = _Running(slot, batch, self._loop.time() + self.timeout_s, remaining=len(batch))
+        timeout = max(waiting.timeout_s for waiting in batch)
+        running = _Running(slot, batch, self._loop.time() + timeout, timeout, remaining=len(batch))
         self._running.add(running)
         futures = slot.handle.invoke([waiting.message for waiting in batch])
         for waiting, future in zip(batch, futures, strict=True):
@@ -239,7 +255,7 @@ class WorkerPool:
     def _kill_slow(self, running: _Running) -> None:
         running.timed_out = True
         running.slot.lost = True
-        running.slot.handle.kill(f"a request ran past the {self.timeout_s:g} s invocation timeout")
+        running.slot.handle.kill(f"a request ran past the {running.timeout_s:g} s invocation timeout")
 
     def _on_reply(self, running: _Running, waiting: _Waiting, future: asyncio.Future[Reply]) -> None:
         outcome: Outcome
@@ -247,7 +263,7 @@ class WorkerPool:
         if exception is None:
             outcome = Answered(future.result())
         elif running.timed_out:
-            outcome = TimedOut(self.timeout_s)
+            outcome = TimedOut(running.timeout_s)
         else:
             running.slot.lost = True
             detail = exception.detail if isinstance(exception, WorkerLost) else repr(exception)
@@ -266,7 +282,7 @@ class WorkerPool:
     def _fail_queue_if_hopeless(self) -> None:
         if self._slots or self._expecting:
             return
-        error = ServiceUnavailable("No instance of this variant is available to take the request.")
+        error = ServiceUnavailable(self._unavailable)
         while self._queue:
             waiting = self._queue.popleft()
             if not waiting.future.done():
@@ -301,6 +317,17 @@ class WorkerPool:
         waiting = [w for w in self._queue if not w.future.done()]
         self._queue.clear()
         return waiting
+
+    def abandon(self, message: str) -> None:
+        """Take nothing more and expect no worker: what still waits for one fails with 503 `message`."""
+        self._closed = True
+        self._expecting = False
+        self._unavailable = message
+        error = ServiceUnavailable(message)
+        while self._queue:
+            waiting = self._queue.popleft()
+            if not waiting.future.done():
+                waiting.future.set_exception(error)
 
     def adopt(self, waiting: list[_Waiting]) -> None:
         """Take over requests queued on a pool that is being retired (blue/green hand-over)."""

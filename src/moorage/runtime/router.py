@@ -1,27 +1,49 @@
 """Which variant, and so which worker pool, a request to an endpoint goes to right now.
 
 The reconciler publishes a route when an endpoint's deployment is up and swaps it atomically during
-a blue/green update; invocations only read. An endpoint that exists but has no route (Creating,
-Failed, Deleting, or InService while its instances restart after a server restart) is reported as
-such, so the edge can say which.
+a blue/green update; invocations only read. While an InService endpoint's instances restart (after a
+server restart, or a retry after they could not start) its route holds the variants' pools before
+any worker is ready, so requests wait in them for the first ready instance. An endpoint that exists
+but has no route (Creating, Failed, Deleting, or InService while its instances cannot start) is
+reported as such, so the edge can say which and why.
 """
 
 from __future__ import annotations
 
 import bisect
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from moorage.errors import ServiceUnavailable, ValidationError
-from moorage.runtime.variant import VariantRuntime
+from moorage.runtime.pool import WorkerPool
 
-__all__ = ["EndpointRoute", "Router"]
+__all__ = ["EndpointRoute", "RoutedVariant", "Router", "StartingVariant"]
+
+
+class RoutedVariant(Protocol):
+    """What a request needs of a variant: its name (for the response header) and its pool."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def pool(self) -> WorkerPool: ...
+
+
+@dataclass(frozen=True)
+class StartingVariant:
+    """A variant whose runtime is not built yet (its model is being prepared): only its pool."""
+
+    name: str
+    pool: WorkerPool
 
 
 @dataclass(frozen=True)
 class EndpointRoute:
     endpoint: str
-    variants: dict[str, VariantRuntime]
+    variants: Mapping[str, RoutedVariant]
     weights: dict[str, float]
     _cumulative: list[float] = field(default_factory=list, repr=False)
     _names: list[str] = field(default_factory=list, repr=False)
@@ -35,7 +57,7 @@ class EndpointRoute:
                 self._cumulative.append(total)
                 self._names.append(name)
 
-    def pick(self, target_variant: str | None, account: str) -> VariantRuntime:
+    def pick(self, target_variant: str | None, account: str) -> RoutedVariant:
         if target_variant is not None:
             variant = self.variants.get(target_variant)
             if variant is None:
@@ -58,6 +80,7 @@ class Router:
         self.account = account
         self._routes: dict[str, EndpointRoute] = {}
         self._status: dict[str, str] = {}  # endpoints that exist, by name: their EndpointStatus
+        self._cannot_start: dict[str, str] = {}  # InService endpoints whose instances cannot start: why
 
     def publish(self, route: EndpointRoute) -> None:
         self._routes[route.endpoint] = route
@@ -71,10 +94,18 @@ class Router:
     def set_status(self, endpoint: str, status: str | None) -> None:
         if status is None:
             self._status.pop(endpoint, None)
+            self._cannot_start.pop(endpoint, None)
         else:
             self._status[endpoint] = status
 
-    def resolve(self, endpoint: str, target_variant: str | None) -> VariantRuntime:
+    def set_cannot_start(self, endpoint: str, reason: str | None) -> None:
+        """Why the instances of an unrouted InService endpoint cannot start (None: they can again)."""
+        if reason is None:
+            self._cannot_start.pop(endpoint, None)
+        else:
+            self._cannot_start[endpoint] = reason
+
+    def resolve(self, endpoint: str, target_variant: str | None) -> RoutedVariant:
         """The variant runtime for this request, or the error SageMaker gives (must-match 10)."""
         route = self._routes.get(endpoint)
         if route is not None:
@@ -82,6 +113,11 @@ class Router:
         status = self._status.get(endpoint)
         if status is None:
             raise ValidationError(f"Endpoint {endpoint} of account {self.account} not found.")
+        reason = self._cannot_start.get(endpoint)
+        if reason is not None and status == "InService":
+            raise ServiceUnavailable(
+                f"The instances of endpoint {endpoint} cannot start; moorage retries with backoff. {reason}"
+            )
         if status == "InService" or status == "Updating":
             raise ServiceUnavailable(
                 f"The instances of endpoint {endpoint} are starting; retry the request in a few seconds."

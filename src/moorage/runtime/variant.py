@@ -1,7 +1,9 @@
 """A production variant at run time: its instances, the pool they serve from, and their health pings.
 
 Built from a prepared model and the variant's settings; used the same way by `moorage serve` (one per
-variant of every endpoint) and by `moorage serve-model` (a single one, the container's).
+variant of every endpoint) and by `moorage serve-model` (a single one, the container's). Its pool may
+be made first (`variant_pool`) and routed to before the model is prepared, so that requests to an
+endpoint whose instances are restarting wait for them instead of failing.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from pathlib import Path
 
 from moorage.artifacts import PreparedModel
 from moorage.backends.base import Backend, WorkerHandle, WorkerLost
-from moorage.errors import InstanceStartError, ServiceUnavailable
+from moorage.errors import InstanceStartError
 from moorage.runtime.instance_types import InstancePlan, plan_instance
 from moorage.runtime.pool import WorkerPool
 from moorage.runtime.supervisor import InstanceGroup
 from moorage.settings import MAX_PAYLOAD_BYTES, ContainerConfig, WorkerSettings
 from moorage.worker.protocol import WorkerSpec
 
-__all__ = ["VariantRuntime", "VariantSetup"]
+__all__ = ["VariantRuntime", "VariantSetup", "variant_pool"]
 
 log = logging.getLogger("moorage.runtime.variant")
 
@@ -48,6 +50,23 @@ class VariantSetup:
         return ContainerConfig.from_environment(self.environment)
 
 
+def variant_pool(name: str, container: ContainerConfig, workers: WorkerSettings) -> WorkerPool:
+    """The request queue of one variant, from its container settings (timeout, batching)."""
+    return WorkerPool(
+        name,
+        timeout_s=container.timeout_s,
+        max_queue=workers.max_queue_per_variant,
+        batch_size=container.batch_size,
+        max_batch_delay_s=container.max_batch_delay_ms / 1000.0,
+    )
+
+
+def _stopped_text(variant: str, error: BaseException) -> str:
+    """The 503 that requests waiting for instances that could not start get: the cause, in one line."""
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return f"The instances of production variant {variant} could not start: {text.splitlines()[0]}"
+
+
 class VariantRuntime:
     def __init__(
         self,
@@ -55,6 +74,7 @@ class VariantRuntime:
         backend: Backend,
         workers: WorkerSettings,
         memory_limit_override: int | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
         self.setup = setup
         self.backend = backend
@@ -68,13 +88,23 @@ class VariantRuntime:
             memory_limit_override=memory_limit_override,
         )
         container = setup.container
-        self.pool = WorkerPool(
-            f"{setup.endpoint}/{setup.variant}",
-            timeout_s=container.timeout_s,
-            max_queue=workers.max_queue_per_variant,
-            batch_size=container.batch_size,
-            max_batch_delay_s=container.max_batch_delay_ms / 1000.0,
-        )
+        if container.ts_model_settings:
+            # Reproduced from SageMaker's PyTorch toolkit (docs/compatibility.md); say it, since a
+            # SAGEMAKER_MODEL_SERVER_WORKERS that is not used would otherwise be a mystery.
+            log.info(
+                "%s/%s: %s set, so TorchServe's per-model settings apply as in SageMaker: %d worker(s) "
+                "(SAGEMAKER_TS_MIN_WORKERS, else 1) and a %g s response timeout "
+                "(SAGEMAKER_TS_RESPONSE_TIMEOUT, else 60)%s",
+                setup.endpoint,
+                setup.variant,
+                ", ".join(container.ts_model_settings),
+                self.plan.workers,
+                container.timeout_s,
+                f"; not used: {', '.join(container.superseded)}" if container.superseded else "",
+            )
+        if pool is None:
+            pool = variant_pool(f"{setup.endpoint}/{setup.variant}", container, workers)
+        self.pool = pool
         self.groups: list[InstanceGroup] = []
         self.started = False
         # Called when a worker of this variant becomes ready or goes away (the reconciler reports it).
@@ -88,6 +118,14 @@ class VariantRuntime:
     @property
     def ready_instances(self) -> int:
         return sum(1 for group in self.groups if group.ready_workers > 0)
+
+    @property
+    def start_failure(self) -> str | None:
+        """Why an instance does not serve, while it has no ready worker and replacing them keeps failing."""
+        return next(
+            (group.last_error for group in self.groups if group.last_error and not group.ready_workers),
+            None,
+        )
 
     @property
     def healthy(self) -> bool:
@@ -143,8 +181,8 @@ class VariantRuntime:
         """Start every instance; InstanceStartError (and nothing left running) if any cannot load."""
         try:
             await self.scale_to(self.setup.instance_count)
-        except BaseException:
-            await self.stop(0.0)
+        except BaseException as exc:
+            await self.stop(0.0, _stopped_text(self.name, exc))
             raise
         self.started = True
         self._ping_task = asyncio.get_running_loop().create_task(self._ping_loop())
@@ -171,18 +209,16 @@ class VariantRuntime:
         await self.pool.retire(handles, self.workers.drain_grace_s)
         await group.stop(self.workers.drain_grace_s)
 
-    async def stop(self, grace_s: float) -> None:
-        """Take no more requests, serve those accepted within `grace_s`, then stop every worker."""
+    async def stop(
+        self, grace_s: float, reason: str = "The endpoint stopped serving this variant; retry the request."
+    ) -> None:
+        """Take no more requests, serve those accepted within `grace_s`, then stop every worker;
+        requests still waiting for a worker fail with 503 and `reason`."""
         if self._ping_task is not None:
             self._ping_task.cancel()
         self.pool.stop_accepting()
         await self.pool.drain(grace_s)
-        for waiting in self.pool.close():
-            if not waiting.future.done():
-                waiting.future.set_exception(
-                    ServiceUnavailable("The endpoint stopped serving this variant; retry the request.")
-                )
-        self.pool.expect_workers(False)
+        self.pool.abandon(reason)
         await asyncio.gather(*(group.stop(min(grace_s, 5.0)) for group in self.groups))
         self.groups = []
 

@@ -72,6 +72,25 @@ def test_a_request_past_the_timeout_times_out_and_its_worker_is_killed() -> None
     run(scenario())
 
 
+def test_a_request_can_bring_its_own_timeout_and_the_pools_stays() -> None:
+    """An async request's InvocationTimeoutSeconds is its own; other requests keep the pool's timeout."""
+
+    async def scenario() -> None:
+        pool = WorkerPool("t", timeout_s=5, max_queue=10)
+        worker = InProcessWorker("w0")
+        pool.add(worker, "i-1")
+        outcome = await pool.submit(message(b"sleep:5"), timeout_s=0.1)
+        assert isinstance(outcome, TimedOut) and outcome.timeout_s == 0.1
+        await asyncio.sleep(0.05)
+        assert worker.killed is not None and "the 0.1 s invocation timeout" in worker.killed
+        assert pool.timeout_s == 5
+        pool.remove(worker)
+        pool.add(InProcessWorker("w1"), "i-1")
+        assert isinstance(await pool.submit(message(b"echo")), Answered)
+
+    run(scenario())
+
+
 def test_a_dying_worker_fails_its_request_with_how_it_died_and_others_carry_on() -> None:
     async def scenario() -> None:
         pool = WorkerPool("t", timeout_s=5, max_queue=10)
