@@ -1,7 +1,7 @@
 """What the Ray backend costs per request: the tiny model's c=1 p50 on moorage's local backend, on its
 Ray backend, and on plain Ray Serve, measured side by side in one run (issue 7).
 
-    .venv/bin/python bench/ray_vs_local.py [--requests 1000] [--rounds 3]
+    .venv/bin/python bench/ray_vs_local.py [--requests 1000] [--rounds 3] [--write-results]
 
 All three serve the same model (TorchScript Linear(16->4), SageMaker's default handlers) through
 moorage's handler chain (`moorage.handler.pipeline.Handler`), one instance with one worker, on
@@ -9,6 +9,8 @@ moorage's handler chain (`moorage.handler.pipeline.Handler`), one instance with 
 server in turn; the table gives the median of the rounds' p50s and the ratios to the local backend.
 Plain Ray Serve runs in a process of its own (a private single-node cluster, as moorage starts one):
 an HTTP proxy on loopback in front of one replica. Not a test: nothing here is asserted.
+`--write-results` rewrites the "ray-cost" section of docs/ray.md (between its markers) with the table,
+the machine and the load average, so the page quotes this command's last run and nothing else.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))  # run as a script: make `bench` importable as a package
+RAY_DOC = HERE.parent / "docs" / "ray.md"
 
 BODY = json.dumps([[0.5] * 16]).encode()
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -191,14 +195,17 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--write-results", action="store_true", help="rewrite the table in docs/ray.md")
     parser.add_argument("--serve-app", nargs=2, metavar=("MODEL_DIR", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_app:
         _serve_app(args.serve_app[0], int(args.serve_app[1]))
         return
 
+    from bench.report import machine_info
     from moorage.examples.builders import pack, tiny_model_dir
 
+    machine = machine_info()  # before the servers start: the load average is the machine's own
     root = Path(tempfile.mkdtemp(prefix="mbench-"))
     try:
         model_dir = tiny_model_dir(root / "tiny")
@@ -217,8 +224,32 @@ def main() -> None:
                 print(f"round {round_ + 1}: " + ", ".join(f"{n} {r[-1]:.2f} ms" for n, r in results.items()))
         baseline = in_process_p50_ms(model_dir, args.requests)
         report(results, baseline)
+        if args.write_results:
+            from bench.choices import write_section
+
+            settings = f"{args.rounds} round(s) of {args.requests} requests at one client"
+            write_section("ray-cost", markdown(results, baseline), machine, settings, path=RAY_DOC)
+            print(f"wrote the ray-cost section of {RAY_DOC}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+_LABELS = {
+    "local backend": "moorage, local backend",
+    "ray backend": "moorage, Ray backend",
+    "plain Ray Serve": "plain Ray Serve (HTTP proxy → replica)",
+}
+
+
+def markdown(results: dict[str, list[float]], baseline: float) -> str:
+    """The table docs/ray.md quotes: each server's c=1 p50 and its cost over the local backend."""
+    local = statistics.median(results["local backend"])
+    lines = ["| server | c=1 p50 ms | × local backend | + ms over local |", "|---|---|---|---|"]
+    lines.append(f"| the handler alone, in-process | {baseline:.3f} | – | – |")
+    for name, rounds in results.items():
+        p50 = statistics.median(rounds)
+        lines.append(f"| {_LABELS[name]} | {p50:.2f} | {p50 / local:.2f} | {p50 - local:+.2f} |")
+    return "\n".join(lines)
 
 
 def report(results: dict[str, list[float]], baseline: float) -> None:

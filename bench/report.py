@@ -2,8 +2,9 @@
 
 Every table is Markdown. Ratios against the baseline are per-round ratios' medians (results.py);
 ratios between two servers (moorage / peer, InvokeEndpoint / /invocations) divide their medians.
-The bar is issue 5's: with peers in the run it is computed from their figures in this run, without
-them from the figures the peers' README measured on the 2-core machine the issue was written on.
+The bar is issue 5's, computed from the peers' figures of this same run. Without peers in the run
+(`--peers`), a figure whose bar is a peer's is printed with no verdict: a bar from another machine and
+hour would compare this run's moorage with that run's peers.
 """
 
 from __future__ import annotations
@@ -27,11 +28,7 @@ __all__ = ["Report", "machine_info", "render", "results_markdown"]
 
 DEFAULTS = "moorage defaults"
 SERVE = "moorage serve"
-# The peers' README (2 cores, medians of 3 rounds), used when this run has no peers of its own.
-_ISSUE_BEST_TINY_OVERHEAD_MS = 1.21 - 0.074  # sagemaker_w1
-_ISSUE_BEST_TINY_RPS8 = 1434.0  # sagemaker, 2 workers
-_ISSUE_SAGEMAKER_FIRST_200_S = 8.0  # resnet_bytes, defaults
-_ISSUE_SAGEMAKER_PSS_MB = 1911.0  # resnet_bytes, defaults
+NO_PEERS = "no verdict: the peers did not run (`--peers`)"
 
 
 @dataclass(frozen=True)
@@ -185,90 +182,125 @@ def peer_table(report: Report) -> str | None:
     return _table(header, lines)
 
 
+def _sum(*values: float | None) -> float | None:
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+
 def bar_table(report: Report) -> str:
-    """Issue 5's bar, figure by figure, for moorage's defaults (and batching for the tiny throughput)."""
+    """Issue 5's bar, figure by figure, for moorage's defaults (and batching for the tiny throughput).
+
+    Every bar comes from this run: the in-process baseline, or the peers when `--peers` ran them.
+    """
     base = baseline_medians(report.baselines)
     tiny_base = base.get("tiny", (None, None))[0]
     first = report.connections[0]
     peers_tiny = [r for r in report.rows if r.kind == "peer" and r.workload == "tiny"]
     overheads = [o for o in (overhead_ms(r, tiny_base) for r in peers_tiny) if o is not None]
     rates = [rps for rps in (r.rps.get(8) for r in peers_tiny) if rps is not None]
-    peers_source = "this run's best peer" if overheads and rates else "the peers' README"
-    if overheads and rates:
-        best_overhead, best_rps = min(overheads), max(rates)
-    else:
-        best_overhead, best_rps = _ISSUE_BEST_TINY_OVERHEAD_MS, _ISSUE_BEST_TINY_RPS8
+    best_overhead = min(overheads) if overheads else None
+    best_rps = max(rates) if rates else None
     sagemaker = find(report.rows, "sagemaker", "resnet_bytes")
-    sm_first = sagemaker.first_200_s if sagemaker else _ISSUE_SAGEMAKER_FIRST_200_S
-    sm_pss = sagemaker.pss_mb if sagemaker else _ISSUE_SAGEMAKER_PSS_MB
-    sm_source = "this run's sagemaker" if sagemaker else "the peers' README"
+    sm_first = sagemaker.first_200_s if sagemaker else None
+    sm_pss = sagemaker.pss_mb if sagemaker else None
     tiny = find(report.rows, DEFAULTS, "tiny")
     batched = find(report.rows, "moorage batch8", "tiny")
     resnet = find(report.rows, DEFAULTS, "resnet_bytes")
-    checks: list[tuple[str, float | None, str, float | None, bool]] = []
-    # (what, value, target text, target, higher is better)
-    checks.append(
+    served = find(report.rows, SERVE, "resnet_bytes")
+
+    def scaled(value: float | None, factor: float) -> float | None:
+        return None if value is None else value * factor
+
+    # (what, value, target text, target, higher is better, needs a peer of this run)
+    checks: list[tuple[str, float | None, str, float | None, bool, bool]] = [
         (
             "tiny, c=1: p50 − in-process p50 (ms)",
             overhead_ms(tiny, tiny_base),
-            f"≤ ⅓ of {peers_source}'s",
-            best_overhead / 3,
+            "≤ ⅓ of this run's best peer's",
+            scaled(best_overhead, 1 / 3),
             False,
-        )
-    )
-    checks.append(
-        ("tiny, c=8: req/s", tiny.rps.get(8) if tiny else None, f"≥ 3× {peers_source}'s", 3 * best_rps, True)
-    )
-    checks.append(
+            True,
+        ),
+        (
+            "tiny, c=8: req/s",
+            tiny.rps.get(8) if tiny else None,
+            "≥ 3× this run's best peer's",
+            scaled(best_rps, 3),
+            True,
+            True,
+        ),
         (
             "tiny, c=8, batching on: req/s",
             batched.rps.get(8) if batched else None,
-            f"≥ 3× {peers_source}'s",
-            3 * best_rps,
+            "≥ 3× this run's best peer's",
+            scaled(best_rps, 3),
             True,
-        )
-    )
-    checks.append(
-        ("ResNet bytes, c=1: p50 × in-process", resnet.x_p50 if resnet else None, "≤ 1.05×", 1.05, False)
-    )
-    checks.append(
-        ("ResNet bytes, c=1: p99 × in-process", resnet.x_p99 if resnet else None, "≤ 1.3×", 1.3, False)
-    )
-    checks.append(
+            True,
+        ),
+        (
+            "ResNet bytes, c=1: p50 × in-process",
+            resnet.x_p50 if resnet else None,
+            "≤ 1.05×",
+            1.05,
+            False,
+            False,
+        ),
+        (
+            "ResNet bytes, c=1: p99 × in-process",
+            resnet.x_p99 if resnet else None,
+            "≤ 1.3×",
+            1.3,
+            False,
+            False,
+        ),
         (
             f"ResNet bytes, c={first}: req/s × single-stream",
             resnet.x_single.get(first) if resnet else None,
             "≥ 1.1×",
             1.1,
             True,
-        )
-    )
-    served = find(report.rows, SERVE, "resnet_bytes")
+            False,
+        ),
+    ]
+    # SageMaker's figure is a cold start (a container from nothing), so the cold rows are the
+    # like-for-like ones; the warm row shows what a new endpoint costs on a running server.
     launches = (
         ("cold: `serve-model` from nothing", resnet.first_200_s if resnet else None),
-        ("a new endpoint on a running `moorage serve`", served.warm_first_200_s if served else None),
+        (
+            "cold: `moorage serve` from nothing, then CreateEndpoint (launch → /ping, plus CreateEndpoint → "
+            "first 200)",
+            _sum(served.ping_s, served.first_200_s) if served else None,
+        ),
+        (
+            "warm, not SageMaker's case: a second endpoint on a running `moorage serve`",
+            served.warm_first_200_s if served else None,
+        ),
     )
     for how, seconds in launches:
         checks.append(
             (
                 f"ResNet launch → first 200 (s), {how}",
                 seconds,
-                f"≤ ⅓ of {sm_source}'s",
-                (sm_first or 0) / 3 or None,
+                "≤ ⅓ of this run's sagemaker's",
+                scaled(sm_first, 1 / 3),
                 False,
+                True,
             )
         )
     checks.append(
         (
             "ResNet idle PSS (MB), 1 instance",
             resnet.pss_mb if resnet else None,
-            f"≤ ½ of {sm_source}'s",
-            (sm_pss or 0) / 2 or None,
+            "≤ ½ of this run's sagemaker's",
+            scaled(sm_pss, 1 / 2),
             False,
+            True,
         )
     )
     lines = []
-    for what, value, target_text, target, higher in checks:
+    for what, value, target_text, target, higher, needs_peer in checks:
+        if needs_peer and target is None:
+            lines.append([what, _n(value), target_text, NO_PEERS])
+            continue
         if value is None or target is None:
             verdict = "not measured"
         else:
@@ -305,7 +337,10 @@ def render(report: Report) -> str:
     peers = peer_table(report)
     if peers:
         parts += ["## moorage (defaults) ÷ peer, same run (below 1× is better except for req/s)", peers]
-    parts += ["## Issue 5's bar", bar_table(report), "## Per round", per_round_table(report)]
+    bar_title = (
+        "## Issue 5's bar" if report.peers_ran else "## Issue 5's bar (figures only: no peers in this run)"
+    )
+    parts += [bar_title, bar_table(report), "## Per round", per_round_table(report)]
     return "\n\n".join(parts) + "\n"
 
 
@@ -344,14 +379,18 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def results_markdown(report: Report, machine: dict[str, Any], settings: dict[str, Any], command: str) -> str:
+def results_markdown(
+    report: Report, machine: dict[str, Any], settings: dict[str, Any], command: str, rendered_by: str = ""
+) -> str:
+    """RESULTS.md; `rendered_by` names the `--render` command when the tables were redrawn from records."""
+    redrawn = f" (tables redrawn from its records by `{rendered_by}`)" if rendered_by else ""
     lines = [
         "# moorage benchmark results",
         "",
         "Written by `bench/run.py --write-results`; reproduce with `make bench` (or the command below).",
         "Method: bench/README.md. Ratios are the median over rounds of each round's own ratio.",
         "",
-        f"- Command: `{command}`",
+        f"- Command: `{command}`{redrawn}",
         f"- Date: {machine['date']}",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
         f"kernel {machine['kernel']}",

@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py [--rounds 3] [--quick] [--configs defaults,w1,w2t1,batch8]
                                   [--workloads tiny,resnet_bytes,resnet_url] [--no-serve]
                                   [--peers [--peer-configs ...]] [--json PATH] [--write-results]
+    .venv/bin/python bench/run.py --render bench/results.json [--write-results]
 
 Each round: the in-process baseline of every workload (bench/baseline.py, a child process), then for
 every moorage configuration and workload one launch of `moorage serve-model` (launch → /ping 200,
@@ -10,6 +11,8 @@ launch → first /invocations 200, idle PSS of every process it started, then wr
 clients), then `moorage serve` with an endpoint created by boto3 (CreateEndpoint → first 200 and the
 same load on InvokeEndpoint), then the peers. The tables print medians over rounds (bench/README.md
 describes the method). Every server is stopped by pid when its turn ends, on Ctrl+C, or on SIGTERM.
+`--render` measures nothing: it prints the tables of a stored records file (and rewrites RESULTS.md from
+it with --write-results), so a change to the tables is applied to the same measurements.
 """
 
 from __future__ import annotations
@@ -117,6 +120,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="where to write every record (default: in --work)")
     parser.add_argument(
         "--write-results", action="store_true", help="rewrite bench/RESULTS.md and bench/results.json"
+    )
+    parser.add_argument(
+        "--render", type=Path, metavar="RECORDS", help="measure nothing: print the tables of a records file"
     )
     args = parser.parse_args(argv)
     for name in args.configs.split(","):
@@ -588,12 +594,15 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    command = "bench/run.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    if args.render:
+        return render_stored(args.render, command.strip(), write=args.write_results)
     options = options_from(args)
     options.work.mkdir(parents=True, exist_ok=True)
     registry = Registry()
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        data = run(args, options, registry)
+        data = {**run(args, options, registry), "command": command.strip()}
     except KeyboardInterrupt:
         say("interrupted: stopping every server this run started")
         return 130
@@ -606,11 +615,26 @@ def main(argv: list[str] | None = None) -> int:
     print(render(report))
     say(f"records: {json_path}")
     if args.write_results:
-        command = "bench/run.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-        results = results_markdown(report, data["machine"], data["settings"], command.strip())
+        results = results_markdown(report, data["machine"], data["settings"], data["command"])
         (ROOT / "bench" / "RESULTS.md").write_text(results)
         (ROOT / "bench" / "results.json").write_text(json.dumps(data, indent=1))
         say("wrote bench/RESULTS.md and bench/results.json")
+    return 0
+
+
+def render_stored(records: Path, command: str, *, write: bool) -> int:
+    """The tables of a stored run; with `write`, RESULTS.md says both commands (measured, rendered)."""
+    data = json.loads(records.read_text())
+    report = report_from(data)
+    print(render(report))
+    if write:
+        measured = data.get("command", "not recorded")
+        (ROOT / "bench" / "RESULTS.md").write_text(
+            results_markdown(report, data["machine"], data["settings"], measured, rendered_by=command)
+        )
+        if records.resolve() != (ROOT / "bench" / "results.json").resolve():
+            (ROOT / "bench" / "results.json").write_text(json.dumps(data, indent=1))
+        say("wrote bench/RESULTS.md from " + str(records))
     return 0
 
 

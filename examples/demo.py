@@ -7,6 +7,9 @@
 5. Train a small model on scikit-learn's digits, deploy it, and measure its accuracy through the endpoint.
 6. Stop the server cleanly (its state stays; `moorage serve --data-dir demo-data/server` brings it back),
    or keep it running with `--keep-running`.
+
+`--dir` puts everything somewhere else than ./demo-data and `--any-port` takes free ports instead of
+8080 and 9000 (tests/integration/test_demo.py runs the demo that way and checks what it prints).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "demo-data"
+DEMO = ROOT / "demo-data"  # --dir changes it
 REGION = "us-east-1"
 
 
@@ -40,6 +43,8 @@ def say(message: str) -> None:
 
 
 def port_or_any(preferred: int) -> int:
+    if preferred == 0:
+        return 0
     with socket.socket() as probe:
         try:
             probe.bind(("127.0.0.1", preferred))
@@ -49,8 +54,8 @@ def port_or_any(preferred: int) -> int:
 
 
 @contextmanager
-def moorage_server(data_dir: Path, keep_running: bool) -> Iterator[dict[str, str]]:
-    port, s3_port = port_or_any(8080), port_or_any(9000)
+def moorage_server(data_dir: Path, keep_running: bool, any_port: bool) -> Iterator[dict[str, str]]:
+    port, s3_port = (0, 0) if any_port else (port_or_any(8080), port_or_any(9000))
     log = (DEMO / "server.log").open("ab")
     process = subprocess.Popen(
         [
@@ -217,19 +222,30 @@ def sample_digit() -> list[float]:
     return [round(float(v), 1) for v in load_digits_split().test_x[0]]
 
 
+def set_demo_dir(path: Path) -> None:
+    global DEMO
+    DEMO = path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--keep-running", action="store_true", help="leave the server running at the end")
+    parser.add_argument("--dir", type=Path, default=DEMO, help="where state, work files and the log go")
+    parser.add_argument("--any-port", action="store_true", help="free ports instead of 8080 and 9000")
     args = parser.parse_args()
+    set_demo_dir(args.dir.resolve())
     started = time.monotonic()
     data_dir, work = DEMO / "server", DEMO / "work"
     if data_dir.exists():
         say(f"starting from a clean state: removing the previous demo's {data_dir}")
         shutil.rmtree(data_dir)
     work.mkdir(parents=True, exist_ok=True)
-    with moorage_server(data_dir, args.keep_running) as info, image_server(work / "images") as images:
+    with (
+        moorage_server(data_dir, args.keep_running, args.any_port) as info,
+        image_server(work / "images") as images,
+    ):
         point_clients_at(info)
         seed_example(work, images)
         digits_example(work)
@@ -250,18 +266,18 @@ def main() -> None:
             "",
             "Next:",
             "  # the server's state stays: started again, both endpoints come back by themselves",
-            f"  .venv/bin/moorage serve --data-dir demo-data/server {ports}",
+            f"  .venv/bin/moorage serve --data-dir {data_dir} {ports}",
             f"  export {exports}",
             "  .venv/bin/aws sagemaker list-endpoints",
             "  .venv/bin/moorage logs seed-resnet50",
+            f"  echo '{json.dumps([sample_digit()])}' > digit.json",
             "  .venv/bin/aws sagemaker-runtime invoke-endpoint --endpoint-name digits \\",
-            "      --content-type application/json --cli-binary-format raw-in-base64-out \\",
-            f"      --body '{json.dumps([sample_digit()])}' /dev/stdout",
+            "      --content-type application/json --body fileb://digit.json /dev/stdout",
             "",
         ]
         print("\n".join(lines))
         if not args.keep_running:
-            say("stopping the server cleanly (its state stays in demo-data/server)")
+            say(f"stopping the server cleanly (its state stays in {data_dir})")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def model_error(runtime: Any, endpoint: str, **request: Any) -> dict[str, Any]:
     return response
 
 
-def test_deploy_invoke_fail_update_delete(server: RunningServer, fault_tar: Path) -> None:
+def test_deploy_invoke_fail_update_delete(server: RunningServer, fault_tar: Path, tmp_path: Path) -> None:
     sm, runtime = server.client("sagemaker"), server.client("sagemaker-runtime")
     name = deploy(sm, fault_tar, env={"MODEL_VERSION": "1"}, instances=2)
     assert variant_counts(sm, name) == ("InService", 2, 2)
@@ -50,11 +50,15 @@ def test_deploy_invoke_fail_update_delete(server: RunningServer, fault_tar: Path
     assert "ValueError: boom in predict_fn" in instance_logs(server, name)
 
     # Blue/green: the old configuration serves until the new one is up, then never again.
-    sm.update_endpoint(
-        EndpointName=name, EndpointConfigName=new_config(sm, fault_tar, env={"MODEL_VERSION": "2"})
-    )
+    # The new model's model_fn waits for `release`: the update is Updating, and the old model serves,
+    # for as long as the test holds it, not for however long a load happens to take.
+    release = tmp_path / "release"
+    loading = {"MODEL_VERSION": "2", "FAULT_LOAD": "block", "FAULT_RELEASE": str(release)}
+    sm.update_endpoint(EndpointName=name, EndpointConfigName=new_config(sm, fault_tar, env=loading))
     assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Updating"
-    assert answer(runtime, name, action="echo")["version"] == "1"
+    assert {answer(runtime, name, action="echo")["version"] for _ in range(4)} == {"1"}
+    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Updating"
+    release.touch()
     sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=FAST)
     assert {answer(runtime, name, action="echo")["version"] for _ in range(4)} == {"2"}
     assert variant_counts(sm, name) == ("InService", 1, 1)

@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from botocore.exceptions import ClientError, WaiterError
 
 from moorage.settings import MAX_PAYLOAD_BYTES
 from support.hosting import FAST, act, answer, delete, deploy, new_config
+from support.seed import seed_top3
 from support.servers import RunningServer, http_get, post, start_server, wait_until_gone
 
 pytestmark = pytest.mark.slow
@@ -57,7 +57,7 @@ def test_the_seed_journey_create_invoke_update_delete(
     assert response["ContentType"] == "application/json"
     assert response["InvokedProductionVariant"] == "AllTraffic"
     top3 = json.loads(response["Body"].read())
-    assert [entry["prediction"] for entry in top3] == expected_seed_top3(artifacts.seed_dir, body)
+    assert [entry["prediction"] for entry in top3] == seed_top3(artifacts.seed_dir, body)
 
     # Update to a new model: the same handler with other weights.
     other = artifacts.root / "seed-other"
@@ -70,15 +70,21 @@ def test_the_seed_journey_create_invoke_update_delete(
             first_seed=int((artifacts.seed_dir / "seed.txt").read_text()) + 1,
         )
         pack(other / "dir", other / "model.tar.gz")
-    sm.update_endpoint(EndpointName=name, EndpointConfigName=new_config(sm, other / "model.tar.gz"))
-    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Updating"
+    other_config = new_config(sm, other / "model.tar.gz")
+    sm.update_endpoint(EndpointName=name, EndpointConfigName=other_config)
+    # Updating until the new instances have loaded, unless they already have when DescribeEndpoint asks:
+    # the evidence is the status or the switch, not the load being slower than this call.
+    now = sm.describe_endpoint(EndpointName=name)
+    assert now["EndpointStatus"] == "Updating" or (
+        now["EndpointStatus"] == "InService" and now["EndpointConfigName"] == other_config
+    ), now
     sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=FAST)
     updated = json.loads(
         runtime.invoke_endpoint(
             EndpointName=name, Body=body, ContentType="application/json", Accept="application/json"
         )["Body"].read()
     )
-    assert [entry["prediction"] for entry in updated] == expected_seed_top3(other / "dir", body)
+    assert [entry["prediction"] for entry in updated] == seed_top3(other / "dir", body)
 
     delete(sm, name)
     with pytest.raises(ClientError) as gone:
@@ -87,25 +93,6 @@ def test_the_seed_journey_create_invoke_update_delete(
     assert gone.value.response["Error"]["Message"] == (
         f'Could not find endpoint "arn:aws:sagemaker:us-east-1:000000000000:endpoint/{name}".'
     )
-
-
-def expected_seed_top3(model_dir: Path, body: str) -> list[str]:
-    import importlib.util
-    import warnings
-
-    spec = importlib.util.spec_from_file_location(
-        f"seed_{uuid.uuid4().hex}", model_dir / "code" / "inference.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        spec.loader.exec_module(module)
-        model = module.model_fn(str(model_dir))
-        result, _ = module.output_fn(
-            module.predict_fn(module.input_fn(body, "application/json"), model), "application/json"
-        )
-    return [entry["prediction"] for entry in json.loads(result)]
 
 
 # Runtime errors (must-match 9, 10, 11) -------------------------------------------------------------------
@@ -221,7 +208,36 @@ def test_a_body_over_6_mib_is_refused(server: RunningServer, faulty: str) -> Non
     with pytest.raises(ClientError) as caught:
         runtime.invoke_endpoint(EndpointName=faulty, Body=b"x" * (MAX_PAYLOAD_BYTES + 1))
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+    assert caught.value.response["Error"]["Code"] == "PayloadTooLarge"
+    message = caught.value.response["Error"]["Message"]
+    assert message == f"HTTP content length exceeded {MAX_PAYLOAD_BYTES} bytes."
     assert answer(runtime, faulty, action="echo")["version"] == "1"
+
+
+def test_a_response_over_6_mib_is_sagemakers_model_error(server: RunningServer, faulty: str) -> None:
+    """docs/compatibility.md ("Where SageMaker is silent"): SageMaker's observed text, word for word."""
+    response = model_error(server, faulty, action="big", bytes=MAX_PAYLOAD_BYTES + 10)
+    assert response["OriginalStatusCode"] == 500
+    assert response["Error"]["Message"] == (
+        f"Received server error (500) from primary and could not load the entire response body. {see(faulty)}"
+    )
+    assert answer(server.client("sagemaker-runtime"), faulty, action="echo")["version"] == "1"
+
+
+def test_invoking_an_endpoint_that_is_creating_says_so(server: RunningServer, artifacts: Any) -> None:
+    """docs/compatibility.md: a ValidationError naming the status, until the endpoint is InService."""
+    sm, runtime = server.client("sagemaker"), server.client("sagemaker-runtime")
+    name = deploy(sm, artifacts.fault_tar, env={"FAULT_LOAD": "sleep", "FAULT_LOAD_SECONDS": "5"}, wait=False)
+    with pytest.raises(ClientError) as caught:
+        act(runtime, name, action="echo")
+    assert caught.value.response["Error"]["Code"] == "ValidationError"
+    assert caught.value.response["Error"]["Message"] == (
+        f"Endpoint {name} of account 000000000000 is Creating; it can be invoked once it is InService."
+    )
+    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Creating"
+    sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=FAST)
+    assert answer(runtime, name, action="echo")["version"] == "1"
+    delete(sm, name)
 
 
 def test_custom_attributes_reach_the_handler_and_an_invalid_one_is_refused(
@@ -299,13 +315,13 @@ def test_update_endpoint_under_steady_load_loses_nothing(server: RunningServer, 
     for thread in threads:
         thread.start()
     try:
-        time.sleep(0.5)
+        until(lambda: all(versions.values()), "both clients are answered by the old model")
         sm.update_endpoint(
             EndpointName=name,
             EndpointConfigName=new_config(sm, artifacts.fault_tar, env={"MODEL_VERSION": "2"}),
         )
         sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=FAST)
-        time.sleep(0.5)
+        until(lambda: all(s[-1] == "2" for s in versions.values()), "both clients reach the new model")
     finally:
         stop.set()
         for thread in threads:
@@ -316,6 +332,14 @@ def test_update_endpoint_under_steady_load_loses_nothing(server: RunningServer, 
         switched = sequence.index("2")
         assert set(sequence[switched:]) == {"2"}, "once on the new model, never back on the old one"
     delete(sm, name)
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Wait for evidence (a state the test can see), with a deadline, instead of a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.01)
 
 
 def test_an_endpoint_whose_model_cannot_load_fails_with_the_reason(
@@ -355,18 +379,25 @@ def test_a_failed_update_keeps_the_old_configuration_serving(server: RunningServ
         delete(sm, name)
 
 
-def test_delete_endpoint_lets_requests_in_flight_finish(server: RunningServer, artifacts: Any) -> None:
+def test_delete_endpoint_lets_requests_in_flight_finish(
+    server: RunningServer, artifacts: Any, tmp_path: Path
+) -> None:
     sm, runtime = server.client("sagemaker"), server.client("sagemaker-runtime")
     name = deploy(sm, artifacts.fault_tar)
     result: dict[str, Any] = {}
+    started, release = tmp_path / "started", tmp_path / "release"
 
     def slow() -> None:
-        result["answer"] = answer(runtime, name, action="sleep", seconds=2)
+        result["answer"] = answer(
+            runtime, name, action="block", started=str(started), release=str(release), seconds=30
+        )
 
     thread = threading.Thread(target=slow)
     thread.start()
-    time.sleep(0.5)
+    until(started.exists, "the handler is running the request")
     sm.delete_endpoint(EndpointName=name)
+    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Deleting"
+    release.touch()
     thread.join(30)
     assert result["answer"]["version"] == "1"
     sm.get_waiter("endpoint_deleted").wait(EndpointName=name, WaiterConfig=FAST)

@@ -2,7 +2,9 @@
 
 FAULT_HANDLER's behaviour is chosen per request by a JSON body such as {"action": "sleep", "seconds": 3};
 its model_fn fails when the model's environment says so (FAULT_LOAD=raise|sleep, or raise_if_marker:
-raise while the file FAULT_MARKER exists). Traces for tests that must see whether user code ran:
+raise while the file FAULT_MARKER exists), or waits (FAULT_LOAD=block: until the file FAULT_RELEASE exists,
+at most FAULT_LOAD_SECONDS). A request naming a "started" file creates it as predict_fn begins, so a
+test waits for that evidence instead of sleeping. Traces for tests that must see whether user code ran:
 FAULT_IMPORT_MARKER (written when the module is imported) and FAULT_LOAD_LOG (a line per model_fn call).
 A body whose Content-Type is not JSON reaches input_fn untouched and is described back ("seen");
 `application/x-refused` is refused by input_fn with a 415 (the toolkit's GenericInferenceToolkitError).
@@ -36,6 +38,10 @@ FAULT_HANDLER = textwrap.dedent("""
             raise RuntimeError("model_fn refused to load: the fault marker exists")
         if mode == "sleep":
             time.sleep(float(os.environ.get("FAULT_LOAD_SECONDS", "30")))
+        if mode == "block":
+            deadline = time.monotonic() + float(os.environ.get("FAULT_LOAD_SECONDS", "60"))
+            while not os.path.exists(os.environ["FAULT_RELEASE"]) and time.monotonic() < deadline:
+                time.sleep(0.01)
         return {"loaded_from": model_dir, "version": os.environ.get("MODEL_VERSION", "1")}
 
 
@@ -53,6 +59,8 @@ FAULT_HANDLER = textwrap.dedent("""
 
     def predict_fn(request, model):
         action = request.get("action")
+        if request.get("started"):
+            open(request["started"], "w").close()
         if action == "raise" and request.get("where") == "predict_fn":
             raise ValueError("boom in predict_fn")
         if action == "status":
@@ -61,7 +69,6 @@ FAULT_HANDLER = textwrap.dedent("""
         if action == "sleep":
             time.sleep(float(request["seconds"]))
         if action == "block":  # until the test creates `release` (at most `seconds`)
-            open(request["started"], "w").close()
             deadline = time.monotonic() + float(request.get("seconds", 30))
             while not os.path.exists(request["release"]) and time.monotonic() < deadline:
                 time.sleep(0.01)

@@ -103,6 +103,17 @@ def _check_headers(request: Request) -> _Checked:
     return _Checked(target_variant=target)
 
 
+def _metric_status(status: int, outcome: Outcome | None) -> int:
+    """The status CloudWatch's Invocation4XXErrors / Invocation5XXErrors count: for a ModelError (424),
+    the model's own status, as SageMaker counts them (a timeout, a dead worker or a response too large
+    to relay is a 5xx: the model gave no usable answer); otherwise the status moorage sent."""
+    if status != 424 or outcome is None:
+        return status
+    if isinstance(outcome, Answered) and not outcome.reply.too_large:
+        return outcome.reply.status
+    return 500
+
+
 class RuntimeApi:
     def __init__(self, router: Router, metrics: Metrics, region: str, account: str) -> None:
         self.router = router
@@ -148,7 +159,7 @@ class RuntimeApi:
             self.metrics.record(
                 endpoint,
                 variant_name,
-                status=response.status,
+                status=_metric_status(response.status, outcome),
                 model_us=model_us,
                 total_us=total_us,
                 model_error=response.status == 424,

@@ -342,7 +342,7 @@ def test_special_permission_bits_are_dropped_not_kept(server: RunningServer, tmp
     name = deploy(sm, f"file://{archive}")
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     tool = server.data_dir / "cache" / "models" / f"sha256-{digest}" / "bin" / "tool"
-    assert tool.stat().st_mode & 0o7777 == 0o755
+    assert tool.stat().st_mode & 0o7777 == 0o555  # owner exec kept; the cache seals trees read-only
     sm.delete_endpoint(EndpointName=name)
 
 
@@ -375,8 +375,9 @@ def test_create_model_refuses_ssrf_targets_without_connecting(
     message = caught.value.response["Error"]["Message"]
     assert message.startswith(f"model data URL {url} is not allowed: ") and problem in message, message
     assert trap.connections == 0
-    with pytest.raises(ClientError):
+    with pytest.raises(ClientError) as absent:
         sm.describe_model(ModelName=name)
+    assert error_of(absent.value) == (400, "ValidationException")  # the refused model was not created
 
 
 def test_create_model_refuses_local_paths_outside_the_allowed_roots(

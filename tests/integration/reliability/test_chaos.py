@@ -5,8 +5,9 @@ Every request's outcome is counted. What must hold: each failure is one SageMake
 handle (a 424 ModelError for the request a killed worker held, a retryable 503 or
 ThrottlingException), no request outlives its timeout, no answer goes to the wrong request, the
 acknowledged UpdateEndpoint takes effect (or, if a kill hit one of its new workers while it loaded,
-fails with a FailureReason while the old configuration keeps serving), and service is back within
-seconds of the last fault. The summary line is printed for the record.
+fails with a FailureReason while the old configuration keeps serving), every control-plane write
+acknowledged during the faults (a CreateModel per fault) reads back afterwards, and service is back
+within seconds of the last fault. The summary line prints these measured counts for the record.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def test_service_survives_worker_kills_an_update_and_slowloris(server: RunningSe
     host, port = server.url.removeprefix("http://").rsplit(":", 1)
     tally, stop = Tally(), threading.Event()
     kills = 0
+    acknowledged: list[str] = []  # CreateModel calls answered 200 while the faults ran
 
     with SlowClients(
         host, int(port), count=30, interval=0.5, path=f"/endpoints/{endpoint}/invocations"
@@ -126,6 +128,7 @@ def test_service_survives_worker_kills_an_update_and_slowloris(server: RunningSe
             if not updating and time.monotonic() >= updated_at:
                 sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=new_config)  # acknowledged
                 updating = True
+            acknowledged.append(create_model(sm, url, env={"WRITTEN_DURING": "chaos"}))
             pids = sorted(worker_pids(server))
             if pids:
                 try:
@@ -160,20 +163,37 @@ def test_service_survives_worker_kills_an_update_and_slowloris(server: RunningSe
         expected_version, update = "2", "applied"
     runtime = one_attempt(server)
     final = {invoke(runtime, endpoint, action="echo")["version"] for _ in range(10)}
+    lost = [name for name in acknowledged if not _reads_back(sm, name)]
 
     sent = sum(tally.outcomes.values())
     print(
         f"\nchaos: {sent} requests sent by {CLIENTS} clients in {CHAOS_S:.0f} s of faults; faults injected: "
         f"{kills} worker SIGKILLs, 1 UpdateEndpoint ({update}), {held} slowloris connections; outcomes: "
-        f"{dict(tally.outcomes)}; wrong answers: {len(tally.wrong_answers)}; lost: 0 acknowledged writes; "
+        f"{dict(tally.outcomes)}; wrong answers: {len(tally.wrong_answers)}; "
+        f"acknowledged writes: {len(acknowledged)}, lost: {len(lost)}; "
+        f"answers by model version: {dict(Counter(tally.versions))}; "
         f"slowest request {tally.slowest:.2f} s; recovered {recovered_s:.2f} s after the last fault"
     )
     assert all(not thread.is_alive() for thread in threads)
     assert tally.unexpected == []
     assert tally.wrong_answers == []
     assert kills >= 5
+    assert len(acknowledged) >= 5 and lost == []
+    assert set(tally.versions) <= {"1", "2"} and "1" in tally.versions
+    if expected_version == "2":
+        assert "2" in tally.versions  # the update was visible to the traffic, not only to DescribeEndpoint
     assert tally.outcomes["424 ModelError"] <= kills  # a kill fails at most the one request its worker held
     assert tally.slowest < TIMEOUT_S + 10  # nothing hung past its timeout
     assert recovered_s < 15
     assert final == {expected_version}
     delete_endpoint(sm, endpoint)
+
+
+def _reads_back(sm: Any, name: str) -> bool:
+    """DescribeModel finds the model with the environment it was created with."""
+    try:
+        described = sm.describe_model(ModelName=name)
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"] == "ValidationException", exc.response
+        return False
+    return bool(described["PrimaryContainer"]["Environment"].get("WRITTEN_DURING") == "chaos")

@@ -122,8 +122,9 @@ def test_abort_removes_the_upload(s3: Any, bucket: str, s3_root: Path) -> None:
         404,
     )
     assert not (s3_root / ".uploads" / upload).exists()
-    with pytest.raises(ClientError):
+    with pytest.raises(ClientError) as absent:
         s3.head_object(Bucket=bucket, Key="k")
+    assert (_code(absent.value), absent.value.response["ResponseMetadata"]["HTTPStatusCode"]) == ("404", 404)
 
 
 def test_replacing_a_part_keeps_the_last_one(s3: Any, bucket: str) -> None:

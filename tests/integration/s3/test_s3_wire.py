@@ -161,8 +161,9 @@ def test_aws_chunked_bad_trailer_or_length_is_refused(s3_url: str, s3: Any, buck
     assert (status, ET.fromstring(body).findtext("Code")) == (400, "BadDigest")
     status, _, body = _request(s3_url, "PUT", f"/{bucket}/bad", framed, **_chunked_headers(len(data) + 1))
     assert (status, ET.fromstring(body).findtext("Code")) == (400, "IncompleteBody")
-    with pytest.raises(ClientError):
-        s3.head_object(Bucket=bucket, Key="bad")
+    with pytest.raises(ClientError) as absent:
+        s3.head_object(Bucket=bucket, Key="bad")  # neither body was stored
+    assert absent.value.response["Error"]["Code"] == "404"
 
 
 def test_content_sha256_is_checked(s3_url: str, bucket: str) -> None:
@@ -228,8 +229,9 @@ def test_an_object_is_invisible_until_its_body_is_complete(
         assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
     # The client gave up: nothing becomes visible and the temp file goes.
     _wait_until(lambda: not any((s3_root / ".tmp").iterdir()))
-    with pytest.raises(ClientError):
+    with pytest.raises(ClientError) as absent:
         s3.head_object(Bucket=bucket, Key="partial")
+    assert absent.value.response["Error"]["Code"] == "404"
 
 
 def test_listing_encodes_keys_when_asked(s3_url: str, s3: Any, bucket: str) -> None:

@@ -115,6 +115,20 @@ def test_report_shows_ratios_and_the_bar() -> None:
     assert "| tiny, c=8: req/s | 6,000 | ≥ 3× this run's best peer's (3,000) | met |" in text
 
 
+def test_without_peers_in_the_run_a_peer_bar_gets_no_verdict() -> None:
+    """No bar from another machine and hour: the figure is printed, the verdict says why there is none."""
+    baselines = [baseline(1, "tiny", 0.1, 0.2)]
+    servers = [server(1, "moorage defaults", "tiny", 0.2, 6000.0)]
+    report = Report(summarize(servers, baselines, 2, (8, 32)), baselines, (8, 32), 2, peers_ran=False)
+    text = render(report)
+    assert "## Issue 5's bar (figures only: no peers in this run)" in text
+    assert (
+        "| tiny, c=8: req/s | 6,000 | ≥ 3× this run's best peer's "
+        "| no verdict: the peers did not run (`--peers`) |" in text
+    )
+    assert "| met |" not in text and "missed" not in text
+
+
 def test_problems_flags_failed_requests_and_empty_phases() -> None:
     fine = LoadResult(phase(1, 1.0, 1000.0), {8: phase(8, 1.0, 8000.0)})
     assert problems(fine) is None

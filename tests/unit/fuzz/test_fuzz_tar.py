@@ -3,16 +3,18 @@
 Whatever the archive, `extract_archive` either builds a tree or raises ArtifactError (UnsafeArchiveError
 for a member it refuses, ArtifactSourceError for an unreadable archive); it never raises anything
 else, never writes outside its destination, and never leaves a link or a special permission bit.
+Where the tests promise a refusal, they check it: an archive that Python's own tarfile cannot read
+through (headers, then every member's bytes) must be refused, never half-extracted.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import stat
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, reject, settings
@@ -67,11 +69,29 @@ def build(path: Path, entries: list[tuple[str, bytes, bytes, str, int]], compres
             tar.addfile(info, io.BytesIO(data) if regular else None)
 
 
-def check_extraction(archive: Path, root: Path) -> None:
+def readable(archive: Path) -> bool:
+    """Whether tarfile reads the archive to its end: every header, and every regular member's bytes."""
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar:
+                if member.isreg():
+                    handle = tar.extractfile(member)
+                    assert handle is not None
+                    handle.read()
+    except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error):
+        return False
+    return True
+
+
+def check_extraction(archive: Path, root: Path) -> bool:
+    """Extract, check that nothing escaped; True when extract_archive refused (with an ArtifactError)."""
     dest = root / "work" / "tree"
     dest.parent.mkdir()
-    with contextlib.suppress(ArtifactError):
+    try:
         extract_archive(archive, dest, source="fuzz.tar", policy=POLICY)
+        refused = False
+    except ArtifactError:
+        refused = True
     # Nothing appeared next to the tree, above it, or in the sentinel.
     assert sorted(os.listdir(root)) == sorted(["work", "sentinel", archive.name])
     assert os.listdir(root / "sentinel") == []
@@ -83,6 +103,7 @@ def check_extraction(archive: Path, root: Path) -> None:
             assert stat.S_ISDIR(mode) or stat.S_ISREG(mode), path
             assert mode & 0o7000 == 0, path
             assert path.resolve().is_relative_to(dest.resolve())
+    return refused
 
 
 @FAST
@@ -109,7 +130,20 @@ def test_random_bytes_are_refused_as_artifact_errors(data: bytes, gzip_header: b
         (root / "sentinel").mkdir()
         archive = root / "fuzz.tar"
         archive.write_bytes((b"\x1f\x8b" if gzip_header else b"") + data)
-        check_extraction(archive, root)
+        refused = check_extraction(archive, root)
+        if not readable(archive):
+            assert refused, "an archive tarfile cannot read was not refused"
+
+
+def test_the_random_bytes_test_sees_refusals() -> None:
+    """The property above is not vacuous: plain noise is unreadable, and refused."""
+    with tempfile.TemporaryDirectory() as temp:
+        root = Path(temp)
+        (root / "sentinel").mkdir()
+        archive = root / "fuzz.tar"
+        archive.write_bytes(b"\x1f\x8b" + b"not a gzip stream" * 10)
+        assert not readable(archive)
+        assert check_extraction(archive, root)
 
 
 @FAST
@@ -132,4 +166,6 @@ def test_a_corrupted_archive_is_refused_as_an_artifact_error(noise: bytes, offse
         at = offset % len(raw)
         raw[at : at + len(noise)] = noise
         archive.write_bytes(bytes(raw))
-        check_extraction(archive, root)
+        refused = check_extraction(archive, root)
+        if not readable(archive):  # noise in a file's bytes only leaves a valid archive: either outcome
+            assert refused, "a corrupted archive tarfile cannot read was not refused"
