@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck bench venv clean
+.PHONY: demo notebook test check lint typecheck bench venv clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+
+# The post as a Jupyter notebook, executed by a real kernel; leaves demo-data/notebook/seed.ipynb to open.
+notebook: $(STAMP)
+	$(BIN)/python -m examples.notebook
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         PyTorchPredictor,
         SdkError,
         StringDeserializer,
+        configure,
     )
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "SdkError",
     "StringDeserializer",
     "__version__",
+    "configure",
 ]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import sys
 import threading
 import time
@@ -25,7 +26,16 @@ if TYPE_CHECKING:
 
     from moorage.sdk import Connection
 
-__all__ = ["IN_PROGRESS", "Reporter", "add_progress_option", "instances", "wait_gone", "wait_settled"]
+__all__ = [
+    "IN_PROGRESS",
+    "Reporter",
+    "add_progress_option",
+    "bar_class",
+    "in_notebook",
+    "instances",
+    "wait_gone",
+    "wait_settled",
+]
 
 IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 POLL_S = 0.5
@@ -37,6 +47,24 @@ def add_progress_option(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="draw progress bars even when stderr is not a terminal (by default: only on a terminal)",
     )
+
+
+def in_notebook() -> bool:
+    """Whether this code runs in a Jupyter kernel (IPython's kernel app, not a terminal IPython)."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def bar_class() -> type[tqdm[Any]]:
+    """tqdm's notebook widget in Jupyter when ipywidgets is installed, its plain text bar elsewhere."""
+    if in_notebook() and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm as notebook_bar
+
+        return notebook_bar
+    from tqdm import tqdm as text_bar
+
+    return text_bar
 
 
 class Reporter:

@@ -18,6 +18,7 @@ from moorage.sdk.deserializers import (
     NumpyDeserializer,
     StringDeserializer,
 )
+from moorage.sdk.environment import ClientEnvironment, configure
 from moorage.sdk.errors import (
     DeploymentFailed,
     InvalidArgument,
@@ -36,6 +37,7 @@ __all__ = [
     "BytesDeserializer",
     "CSVDeserializer",
     "CSVSerializer",
+    "ClientEnvironment",
     "Connection",
     "DeploymentFailed",
     "IdentitySerializer",
@@ -54,5 +56,6 @@ __all__ = [
     "ServerUnreachable",
     "ServiceError",
     "StringDeserializer",
+    "configure",
     "wait_for_endpoint",
 ]

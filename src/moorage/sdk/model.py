@@ -25,6 +25,7 @@ import boto3
 
 from moorage.sdk.connection import Connection
 from moorage.sdk.deserializers import Deserializer, NumpyDeserializer
+from moorage.sdk.display import DeployDisplay, Progress, deploy_display
 from moorage.sdk.errors import InvalidArgument, ServiceError
 from moorage.sdk.predictor import PyTorchPredictor
 from moorage.sdk.repack import CodeSpec, code_spec
@@ -99,11 +100,12 @@ class PyTorchModel:
         endpoint_name: str | None = None,
         tags: list[dict[str, str]] | None = None,
         wait: bool = True,
-        progress: Callable[[str], None] | None = None,
+        progress: Progress = None,
     ) -> PyTorchPredictor:
         """Create the model, its endpoint config and the endpoint; with `wait`, return once it is
         InService (DeploymentFailed, with the server's FailureReason, if it fails to start).
-        `progress` is told each step in a short sentence."""
+        `progress`: a function told each step in a short sentence; True/False: a bar or nothing; by
+        default a bar in Jupyter (a widget) or on a terminal, nothing in scripts (`sdk.display`)."""
         if instance_type is None or initial_instance_count is None:
             raise InvalidArgument(
                 "deploy() needs instance_type and initial_instance_count, "
@@ -113,13 +115,46 @@ class PyTorchModel:
             raise InvalidArgument(
                 f"initial_instance_count must be a whole number, not {initial_instance_count!r}."
             )
-        say = progress or _silent
         code = code_spec(self.entry_point, self.source_dir)
         connection = self.connection
         base = self.name if self._name_given and self.name else BASE_NAME
         model_name = self.name if self._name_given and self.name else name_from_base(base)
         endpoint = endpoint_name or name_from_base(base)
 
+        with deploy_display(progress) as display:
+            self._deploy(
+                display,
+                connection,
+                code,
+                model_name,
+                endpoint,
+                base,
+                initial_instance_count,
+                instance_type,
+                tags,
+                wait,
+            )
+        return PyTorchPredictor(
+            endpoint,
+            serializer=serializer or NumpySerializer(),
+            deserializer=deserializer or NumpyDeserializer(),
+            connection=connection,
+        )
+
+    def _deploy(
+        self,
+        display: DeployDisplay,
+        connection: Connection,
+        code: CodeSpec,
+        model_name: str,
+        endpoint: str,
+        base: str,
+        initial_instance_count: int,
+        instance_type: str,
+        tags: list[dict[str, str]] | None,
+        wait: bool,
+    ) -> None:
+        say = display.say
         model_data_url = stage_model_data(connection, self.model_data, code, name_from_base(base), say)
         self._create_model(connection, model_name, model_data_url, code, tags, say)
         say(f"Creating endpoint {endpoint} ({initial_instance_count} x {instance_type})")
@@ -141,14 +176,8 @@ class PyTorchModel:
         self.name, self.endpoint_name = model_name, endpoint
         if wait:
             started = time.monotonic()
-            wait_for_endpoint(connection, endpoint, say)
+            wait_for_endpoint(connection, endpoint, say, watch=display.watch)
             say(f"Endpoint {endpoint} is ready ({time.monotonic() - started:.0f} s)")
-        return PyTorchPredictor(
-            endpoint,
-            serializer=serializer or NumpySerializer(),
-            deserializer=deserializer or NumpyDeserializer(),
-            connection=connection,
-        )
 
     def delete_model(self) -> None:
         """Delete the model this object created (its endpoints are not touched)."""
@@ -213,7 +242,3 @@ def _is_role_arn(role: str) -> bool:
     """arn:<partition>:iam::<account>:role/<name>."""
     parts = role.split(":", 5)
     return len(parts) == 6 and parts[0] == "arn" and parts[2] == "iam" and parts[5].startswith("role/")
-
-
-def _silent(message: str) -> None:
-    pass

@@ -42,7 +42,11 @@ class Predictor:
         self._model_names: list[str] | None = None
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.endpoint_name!r}, server={self.connection.url!r})"
+        """What a notebook shows for `predictor`: the endpoint, the server, and what goes in and out."""
+        return (
+            f"{type(self).__name__}({self.endpoint_name!r}, server={self.connection.url!r}, "
+            f"content_type={self.content_type!r}, accept={self.accept!r})"
+        )
 
     @staticmethod
     def _default_serializer() -> Serializer:

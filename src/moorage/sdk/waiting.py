@@ -25,13 +25,17 @@ def wait_for_endpoint(
     *,
     timeout_s: float | None = None,
     poll_s: float = POLL_S,
+    watch: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """DescribeEndpoint until the status settles; returns the InService description."""
+    """DescribeEndpoint until the status settles; returns the InService description. `progress` hears
+    each new status in a sentence; `watch` sees every answer (a bar counts instances with it)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     last = None
     while True:
         described = connection.call("DescribeEndpoint", EndpointName=endpoint_name)
         status = str(described["EndpointStatus"])
+        if watch is not None:
+            watch(described)
         if status != last and progress is not None:
             progress(f"Endpoint {endpoint_name}: {status}")
         last = status
