@@ -26,3 +26,15 @@ def offline_credentials(empty_dir: Path) -> Iterator[None]:
         patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty_dir / "credentials"))
         patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
         yield
+
+
+def point_sdk_at(patch: pytest.MonkeyPatch, server_url: str, s3_url: str, home: Path) -> None:
+    """The environment docs/sagemaker-sdk.md gives the unchanged SageMaker SDK, for an in-process run."""
+    for variable in ("SAGEMAKER", "SAGEMAKER_RUNTIME", "IAM", "LOGS"):
+        patch.setenv(f"AWS_ENDPOINT_URL_{variable}", server_url)
+    patch.setenv("AWS_ENDPOINT_URL_S3", s3_url)
+    patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    patch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    patch.setenv("HOME", str(home))

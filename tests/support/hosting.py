@@ -41,8 +41,11 @@ def deploy(
     instances: int = 1,
     instance_type: str = "ml.m5.large",
     wait: bool = True,
+    async_config: dict[str, Any] | None = None,
 ) -> str:
-    """CreateModel + CreateEndpointConfig + CreateEndpoint, as a user's script does; returns the name."""
+    """CreateModel + CreateEndpointConfig + CreateEndpoint, as a user's script does; returns the name.
+
+    `async_config`: the config's AsyncInferenceConfig (an asynchronous endpoint)."""
     name = name or unique("ep")
     model = unique("model")
     sm.create_model(
@@ -67,6 +70,7 @@ def deploy(
             }
             for variant, weight in variants
         ],
+        **({"AsyncInferenceConfig": async_config} if async_config is not None else {}),
     )
     sm.create_endpoint(EndpointName=name, EndpointConfigName=config)
     if wait:

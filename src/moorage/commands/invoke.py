@@ -1,4 +1,5 @@
-"""`moorage invoke ENDPOINT`: one InvokeEndpoint, the body from --json, a file or stdin.
+"""`moorage invoke ENDPOINT`: one InvokeEndpoint, the body from --json, a file or stdin (with --async:
+one InvokeEndpointAsync, commands/invoke_async.py).
 
 The answer's body goes to stdout (or -o FILE) byte for byte, so it can be piped; what SageMaker says
 about it (ContentType, the variant that served it) goes to stderr with -v. When the model's handler
@@ -38,6 +39,7 @@ examples:
   moorage invoke my-endpoint --body-file cat.jpg --content-type image/jpeg --accept application/json
   echo '[[0.1, 0.2]]' | moorage invoke my-endpoint - -o answer.json
   moorage -v invoke my-endpoint --json '[1, 2]' --target-variant canary
+  moorage invoke my-async-endpoint --async --input s3://bucket/in/request.json --wait
 
 The content type is application/json for --json and stdin, and guessed from the file name for
 --body-file (.json, .csv, .npy, .jpg, .png, ...; else application/octet-stream).
@@ -60,12 +62,23 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     source.add_argument("stdin", nargs="?", metavar="-", help="read the body from stdin")
     source.add_argument("--json", metavar="TEXT", help="the body: a JSON document (checked before sending)")
     source.add_argument("--body-file", type=Path, metavar="FILE", help="the body: this file's bytes")
+    source.add_argument("--input", metavar="S3_URL", help="with --async: the input object (s3://bucket/key)")
     parser.add_argument("--content-type", help="the body's media type (default: see below)")
     parser.add_argument("--accept", help="the media type to ask the model for (default: none sent)")
     parser.add_argument("--target-variant", metavar="VARIANT", help="send to this production variant")
     parser.add_argument("--custom-attributes", metavar="TEXT", help="passed to the handler as is")
     parser.add_argument("--inference-id", metavar="ID", help="an id to record with the request")
     parser.add_argument("-o", "--out", type=Path, metavar="FILE", help="write the answer's body here")
+    parser.add_argument(
+        "--async",
+        dest="async_",
+        action="store_true",
+        help="InvokeEndpointAsync on an asynchronous endpoint: print the InferenceId and result locations",
+    )
+    parser.add_argument("--wait", action="store_true", help="with --async: wait for the result and print it")
+    parser.add_argument(
+        "--wait-timeout", type=float, default=3600.0, metavar="SECONDS", help="with --wait: give up after"
+    )
     parser.add_argument(
         "-v",
         "--verbose",
@@ -108,6 +121,15 @@ def _body(args: argparse.Namespace) -> tuple[bytes, str]:
 def _invoke(args: argparse.Namespace) -> int:
     from moorage.sdk import PredictionError
 
+    if args.input is not None and not args.async_:
+        raise ConfigError("--input names an async request's input object: add --async")
+    if args.async_:
+        from moorage.commands.invoke_async import invoke_async
+
+        result = invoke_async(args, *((None, None) if args.input is not None else _body(args)))
+        if result is None:
+            return EXIT_OK
+        return _write(args, result[0], {"ContentType": result[1]})
     body, default_type = _body(args)
     request: dict[str, Any] = {
         "EndpointName": args.endpoint,
@@ -138,6 +160,11 @@ def _invoke(args: argparse.Namespace) -> int:
         print(f"InvokedProductionVariant: {answer.get('InvokedProductionVariant', '')}", file=sys.stderr)
         if answer.get("CustomAttributes"):
             print(f"CustomAttributes: {answer['CustomAttributes']}", file=sys.stderr)
+    return _write(args, data, answer)
+
+
+def _write(args: argparse.Namespace, data: bytes, answer: dict[str, Any]) -> int:
+    """The answer's body to -o FILE or stdout, byte for byte."""
     if args.out is not None:
         args.out.write_bytes(data)
         content_type = answer.get("ContentType") or "no content type"

@@ -101,6 +101,7 @@ class Deployment:
     config_name: str
     variants: tuple[VariantSpec, ...]
     resolved_at: float | None = None  # when it was frozen: DescribeEndpoint's DeployedImages.ResolutionTime
+    async_config: JsonObject | None = None  # the config's AsyncInferenceConfig: an async endpoint (asyncinf/)
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,7 @@ def test_bad_arguments_exit_2_before_any_server_is_contacted(
     upload = tmp_path / "f"
     upload.write_text("x")
     cases = {
-        ("invoke", "ep"): "one of the arguments - --json --body-file is required",
+        ("invoke", "ep"): "one of the arguments - --json --body-file --input is required",
         ("invoke", "ep", "--json", "{not json"): "--json is not valid JSON",
         ("invoke", "ep", "stray"): "unexpected argument 'stray'",
         ("update", "ep"): "nothing to update: give --model-data, --weights or --instance-count",
