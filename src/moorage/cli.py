@@ -33,8 +33,10 @@ COMMAND_MODULES = (
     "endpoints",
     "update",
     "delete",
+    "transform",
     "logs",
     "credentials",
+    "env",
 )
 
 

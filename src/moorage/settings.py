@@ -95,6 +95,10 @@ class HttpLimits:
     body_min_rate_bps: int = 64 * 1024  # slower bodies are cut off (after the idle allowance)
     keepalive_timeout_s: float = 20.0
     max_connections: int = 1024
+    # One client address (an IPv6 /64) may hold at most this many of them, so one peer cannot take all.
+    max_connections_per_client: int = 256
+    # A new connection must send its first request line within this, or it is closed (idle floods).
+    request_line_timeout_s: float = 5.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> HttpLimits:
@@ -103,6 +107,8 @@ class HttpLimits:
             body_idle_timeout_s=env_float(environ, "MOORAGE_BODY_IDLE_TIMEOUT", 10.0, minimum=0.1),
             keepalive_timeout_s=env_float(environ, "MOORAGE_KEEPALIVE_TIMEOUT", 20.0, minimum=0.1),
             max_connections=env_int(environ, "MOORAGE_MAX_CONNECTIONS", 1024, minimum=1),
+            max_connections_per_client=env_int(environ, "MOORAGE_MAX_CONNECTIONS_PER_CLIENT", 256, minimum=1),
+            request_line_timeout_s=env_float(environ, "MOORAGE_REQUEST_LINE_TIMEOUT", 5.0, minimum=0.1),
         )
 
 
@@ -134,6 +140,16 @@ class WorkerSettings:
     # RLIMIT_DATA of every worker, in bytes. None: derived from the instance type (runtime/instance_types.py);
     # 0: no limit. A handler that allocates past it gets MemoryError (reliability.md row 4).
     memory_limit_bytes: int | None = None
+    # An InService endpoint whose instances cannot start (after a restart, or once every replacement
+    # failed) is retried after this delay, doubled at each failure up to the cap (control/reconciler.py).
+    recovery_backoff_s: float = 1.0
+    recovery_backoff_max_s: float = 300.0
+    # MOORAGE_SANDBOX: "auto" confines workers and pip with what the kernel offers (Landlock) and says so
+    # at start when it offers nothing; "require" refuses to start without Landlock; "off" never confines.
+    sandbox: Literal["auto", "require", "off"] = "auto"
+    # MOORAGE_SANDBOX_WRITABLE: directories every sandboxed worker may also write (a shared output
+    # volume), comma-separated. Never the data dir or a directory above it: that undoes the sandbox.
+    sandbox_writable: tuple[str, ...] = ()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -156,6 +172,12 @@ class WorkerSettings:
                 if environ.get("MOORAGE_WORKER_MEMORY_LIMIT", "").strip()
                 else None
             ),
+            recovery_backoff_s=env_float(environ, "MOORAGE_RECOVERY_BACKOFF", 1.0, minimum=0.01),
+            recovery_backoff_max_s=env_float(environ, "MOORAGE_RECOVERY_BACKOFF_MAX", 300.0, minimum=0.01),
+            sandbox=_check_choice(  # type: ignore[arg-type]
+                "MOORAGE_SANDBOX", environ.get("MOORAGE_SANDBOX", "auto"), ("auto", "require", "off")
+            ),
+            sandbox_writable=_env_list(environ, "MOORAGE_SANDBOX_WRITABLE"),
         )
 
 
@@ -166,6 +188,11 @@ class ArtifactPolicy:
     max_download_bytes: int = 20 * 1024**3
     max_extracted_bytes: int = 50 * 1024**3
     max_members: int = 100_000
+    # Disk as a budget (docs/security.md, "Model trees and disk"): extraction keeps this much of the
+    # cache's file system free, and trees no running endpoint uses are evicted (least recently used
+    # first) once the extracted trees add up to more than cache_max_bytes.
+    disk_reserve_bytes: int = 1024**3
+    cache_max_bytes: int = 20 * 1024**3
     # Empty means "any": the laptop default while auth is off and the server listens on loopback.
     allowed_file_roots: tuple[str, ...] = ()
     allowed_s3_buckets: tuple[str, ...] = ()
@@ -174,6 +201,9 @@ class ArtifactPolicy:
     # unless the host is in allowed_http_hosts.
     block_private_addresses: bool = True
     allow_file_sources: bool = True
+    # requirements.txt is model input: option lines (-i, -r, -e, --find-links …), local paths and direct
+    # URLs are refused unless the operator trusts every model's requirements (MOORAGE_PIP_TRUST_REQUIREMENTS).
+    pip_trust_requirements: bool = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ArtifactPolicy:
@@ -185,11 +215,18 @@ class ArtifactPolicy:
                 environ, "MOORAGE_MAX_EXTRACTED_BYTES", cls.max_extracted_bytes, minimum=1
             ),
             max_members=env_int(environ, "MOORAGE_MAX_ARCHIVE_MEMBERS", cls.max_members, minimum=1),
-            allowed_file_roots=_env_list(environ, "MOORAGE_ALLOWED_FILE_ROOTS"),
+            disk_reserve_bytes=env_int(
+                environ, "MOORAGE_DISK_RESERVE_BYTES", cls.disk_reserve_bytes, minimum=0
+            ),
+            cache_max_bytes=env_int(environ, "MOORAGE_CACHE_MAX_BYTES", cls.cache_max_bytes, minimum=0),
+            allowed_file_roots=tuple(
+                str(_absolute(Path(root))) for root in _env_list(environ, "MOORAGE_ALLOWED_FILE_ROOTS")
+            ),
             allowed_s3_buckets=_env_list(environ, "MOORAGE_ALLOWED_S3_BUCKETS"),
             allowed_http_hosts=_env_list(environ, "MOORAGE_ALLOWED_HTTP_HOSTS"),
             block_private_addresses=env_bool(environ, "MOORAGE_BLOCK_PRIVATE_ADDRESSES", True),
             allow_file_sources=env_bool(environ, "MOORAGE_ALLOW_FILE_SOURCES", True),
+            pip_trust_requirements=env_bool(environ, "MOORAGE_PIP_TRUST_REQUIREMENTS", False),
         )
 
 
@@ -223,6 +260,12 @@ def _default_data_dir(environ: Mapping[str, str]) -> Path:
     return Path(base) / "moorage"
 
 
+def _absolute(path: Path) -> Path:
+    """`path` made absolute against the working directory now, once: workers run in their model dir,
+    so a relative data dir would name another place there (`--data-dir demo-data/server`)."""
+    return Path(os.path.abspath(path.expanduser()))
+
+
 @dataclass(frozen=True)
 class Settings:
     """The server's configuration, built once in `cli.py` and passed down."""
@@ -235,6 +278,9 @@ class Settings:
     ray_address: str | None = None
     auth: AuthMode = "none"
     allow_public_bind: bool = False
+    # Host names clients may use besides localhost, loopback addresses and the bound address ("*": any);
+    # requests naming another Host are refused (DNS rebinding; httpd/hosts.py).
+    server_names: tuple[str, ...] = ()
     region: str = "us-east-1"
     account_id: str = "000000000000"
     cpu_count: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -247,6 +293,18 @@ class Settings:
     autoscale_period_s: float = 60.0
     # Each endpoint log file is copy-truncated at this size, keeping one old generation (moorage.logs).
     log_max_bytes: int = 50 * 1024 * 1024
+    # A transform job's S3Prefix or manifest may name at most this many input objects (moorage.transform).
+    transform_max_objects: int = 100_000
+    # Async inference (moorage.asyncinf): the largest input read from S3 (held whole while it runs; below
+    # the worker protocol's 64 MiB frame), how often waiting requests look for instances, and how many
+    # times an SNS notification is tried (backoff doubling from 0.5 s).
+    async_max_input_bytes: int = 60 * 1024 * 1024
+    async_recheck_s: float = 0.5
+    async_notify_attempts: int = 5
+
+    def __post_init__(self) -> None:
+        # Every path below derives from data_dir; resolving it here covers flags, variables and replace().
+        object.__setattr__(self, "data_dir", _absolute(self.data_dir))
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **flags: object) -> Settings:
@@ -267,6 +325,7 @@ class Settings:
             ray_address=environ.get("MOORAGE_RAY_ADDRESS") or None,
             auth=_check_choice("MOORAGE_AUTH", auth, ("none", "sigv4")),  # type: ignore[arg-type]
             allow_public_bind=env_bool(environ, "MOORAGE_ALLOW_PUBLIC_BIND", False),
+            server_names=_env_list(environ, "MOORAGE_SERVER_NAMES"),
             region=region,
             account_id=account,
             cpu_count=env_int(environ, "MOORAGE_CPUS", os.cpu_count() or 1, minimum=1),
@@ -276,6 +335,16 @@ class Settings:
             ray=RaySettings.from_environ(environ),
             autoscale_period_s=env_float(environ, "MOORAGE_AUTOSCALE_PERIOD", 60.0, minimum=0.1),
             log_max_bytes=env_int(environ, "MOORAGE_LOG_MAX_BYTES", cls.log_max_bytes, minimum=64 * 1024),
+            transform_max_objects=env_int(
+                environ, "MOORAGE_TRANSFORM_MAX_OBJECTS", cls.transform_max_objects, minimum=1
+            ),
+            async_max_input_bytes=env_int(
+                environ, "MOORAGE_ASYNC_MAX_INPUT_BYTES", cls.async_max_input_bytes, minimum=1
+            ),
+            async_recheck_s=env_float(environ, "MOORAGE_ASYNC_RECHECK", cls.async_recheck_s, minimum=0.01),
+            async_notify_attempts=env_int(
+                environ, "MOORAGE_ASYNC_NOTIFY_ATTEMPTS", cls.async_notify_attempts, minimum=1
+            ),
         )
         given = {name: value for name, value in flags.items() if value is not None}
         if "data_dir" in given:
@@ -315,6 +384,11 @@ class ContainerConfig:
 
     Deviation, on purpose: SAGEMAKER_MODEL_SERVER_TIMEOUT is honoured. The 2.0.25 toolkit loses it to
     a missing newline in its TorchServe config and falls back to 120 s (docs/compatibility.md).
+
+    Reproduced: once any SAGEMAKER_TS_* variable is set, the toolkit writes a per-model TorchServe
+    setting whose workers are SAGEMAKER_TS_MIN_WORKERS (else 1) and whose response timeout is
+    SAGEMAKER_TS_RESPONSE_TIMEOUT (else 60 s); TorchServe lets it win over SAGEMAKER_MODEL_SERVER_WORKERS
+    and SAGEMAKER_MODEL_SERVER_TIMEOUT, which `superseded` then names (the variant logs why).
     """
 
     program: str = "inference"  # module name: SAGEMAKER_PROGRAM without ".py"
@@ -325,6 +399,8 @@ class ContainerConfig:
     max_batch_delay_ms: float = 100.0
     submit_directory: str | None = None  # legacy layout: where inference.py comes from
     torch_threads: int | None = None  # None: adaptive (see runtime.cpu); else fixed per worker
+    ts_model_settings: tuple[str, ...] = ()  # the SAGEMAKER_TS_* variables set (per-model settings on)
+    superseded: tuple[str, ...] = ()  # "NAME=value" of variables those per-model settings override
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str]) -> ContainerConfig:
@@ -333,11 +409,18 @@ class ContainerConfig:
             program = program[: -len(".py")]
         workers_raw = env.get("SAGEMAKER_MODEL_SERVER_WORKERS")
         workers = env_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", 1, minimum=1) if workers_raw else None
-        if workers is None and env.get("SAGEMAKER_TS_MIN_WORKERS"):
-            workers = env_int(env, "SAGEMAKER_TS_MIN_WORKERS", 1, minimum=1)
         timeout = env_float(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0, minimum=0.001)
-        if env.get("SAGEMAKER_TS_RESPONSE_TIMEOUT"):
-            timeout = env_float(env, "SAGEMAKER_TS_RESPONSE_TIMEOUT", timeout, minimum=0.001)
+        ts_set = tuple(name for name in _TS_MODEL_VARIABLES if env.get(name, "").strip())
+        superseded: tuple[str, ...] = ()
+        if ts_set:
+            # TorchServe starts a model's minWorkers, and its model-level responseTimeout wins.
+            workers = env_int(env, "SAGEMAKER_TS_MIN_WORKERS", 1, minimum=1)
+            timeout = env_float(env, "SAGEMAKER_TS_RESPONSE_TIMEOUT", 60.0, minimum=0.001)
+            superseded = tuple(
+                f"{name}={env[name].strip()}"
+                for name in ("SAGEMAKER_MODEL_SERVER_WORKERS", "SAGEMAKER_MODEL_SERVER_TIMEOUT")
+                if env.get(name, "").strip()
+            )
         threads: int | None = None
         if env.get("MOORAGE_TORCH_THREADS"):
             threads = env_int(env, "MOORAGE_TORCH_THREADS", 1, minimum=1)
@@ -352,4 +435,16 @@ class ContainerConfig:
             max_batch_delay_ms=env_float(env, "SAGEMAKER_TS_MAX_BATCH_DELAY", 100.0),
             submit_directory=env.get("SAGEMAKER_SUBMIT_DIRECTORY") or None,
             torch_threads=threads,
+            ts_model_settings=ts_set,
+            superseded=superseded,
         )
+
+
+# Any of these makes SageMaker's PyTorch toolkit write a per-model TorchServe setting (ts_environment.py).
+_TS_MODEL_VARIABLES = (
+    "SAGEMAKER_TS_BATCH_SIZE",
+    "SAGEMAKER_TS_MAX_BATCH_DELAY",
+    "SAGEMAKER_TS_MIN_WORKERS",
+    "SAGEMAKER_TS_MAX_WORKERS",
+    "SAGEMAKER_TS_RESPONSE_TIMEOUT",
+)

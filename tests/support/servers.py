@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -39,6 +40,9 @@ def base_environment(tag: str, extra: Mapping[str, str] | None = None) -> dict[s
             "AWS_DEFAULT_REGION": REGION,
             "MOORAGE_DRAIN_GRACE": "10",
             "PYTHONUNBUFFERED": "1",
+            # Test handlers signal the test through files under the temp dir ("started", load logs);
+            # the sandbox's own tests (tests/integration/security/) set this to "" again.
+            "MOORAGE_SANDBOX_WRITABLE": tempfile.gettempdir(),
         }
     )
     env.update(extra or {})
@@ -239,8 +243,13 @@ def launch_model_server(
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     tag: str | None = None,
+    port_flag: bool = True,
 ) -> RunningServer:
-    """`moorage serve-model` on a free port, without waiting for it."""
+    """`moorage serve-model` on a free port, without waiting for it.
+
+    `port_flag=False` leaves `--port` out, so the server picks its port as SageMaker's container does
+    (SAGEMAKER_BIND_TO_PORT, else 8080): the caller's `env` must then name a free one.
+    """
     tag = tag or uuid.uuid4().hex
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"{data_dir.name}-serve-model.log"
@@ -252,8 +261,7 @@ def launch_model_server(
                 "moorage",
                 "serve-model",
                 str(model_data),
-                "--port",
-                "0",
+                *(["--port", "0"] if port_flag else []),
                 "--data-dir",
                 str(data_dir),
                 *args,

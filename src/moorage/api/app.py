@@ -6,10 +6,14 @@ POST /  with X-Amz-Target: <Prefix>.<Operation>   AWS JSON 1.1 services, by targ
 POST /  form-encoded, no X-Amz-Target             AWS query protocol: IAM GetRole (api/iam.py)
 POST /endpoints/{name}/invocations                InvokeEndpoint
 POST /endpoints/{name}/invocations-response-stream  InvokeEndpointWithResponseStream
+POST /endpoints/{name}/async-invocations          InvokeEndpointAsync (api/async_runtime.py)
 GET  /ping                                        the server itself is up (not an endpoint's health)
 GET  /_moorage/info                               version, S3 URL, region, account: what a client
                                                   needs before it can sign (so, like /ping, no auth)
 GET  /metrics                                     Prometheus text, SageMaker's CloudWatch names
+
+Before any route, `guard` refuses a foreign Host and, while authentication is off, a cross-site
+browser request (httpd/hosts.py), with 403 AccessDeniedException in the API's own error shape.
 """
 
 from __future__ import annotations
@@ -18,11 +22,19 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
+from moorage.api.async_runtime import AsyncRuntimeApi, parse_async_path
 from moorage.api.errors import control_error, new_request_id, query_error
 from moorage.api.iam import IAM_NAMESPACE, is_query_request
 from moorage.api.runtime import RuntimeApi, parse_invocation_path
-from moorage.errors import AuthError, InternalFailure, PayloadTooLarge, UnknownOperationException
+from moorage.errors import (
+    AccessDeniedException,
+    AuthError,
+    InternalFailure,
+    PayloadTooLarge,
+    UnknownOperationException,
+)
 from moorage.httpd import Request, Response, StreamingResponse
+from moorage.httpd.hosts import BrowserGuard
 from moorage.runtime.metrics import Metrics, render_prometheus
 
 __all__ = ["Authenticate", "JsonService", "MainApp"]
@@ -44,15 +56,20 @@ class MainApp:
         *,
         query_service: JsonService | None = None,
         info: Mapping[str, object] | None = None,
+        guard: BrowserGuard | None = None,
+        async_runtime: AsyncRuntimeApi | None = None,
     ) -> None:
         """`json_services` maps an X-Amz-Target prefix (e.g. "SageMaker") to its handler;
-        `query_service` answers the AWS query protocol (IAM); `info` is served at /_moorage/info."""
+        `query_service` answers the AWS query protocol (IAM); `info` is served at /_moorage/info;
+        `guard` decides which browser requests are refused before anything else runs."""
         self.json_services = dict(json_services)
         self.runtime = runtime
         self.metrics = metrics
         self.authenticate = authenticate
         self.query_service = query_service
         self.info = json.dumps(dict(info or {})).encode()
+        self.guard = guard
+        self.async_runtime = async_runtime
 
     async def __call__(self, request: Request) -> Response | StreamingResponse:
         try:
@@ -76,6 +93,9 @@ class MainApp:
 
     async def _route(self, request: Request) -> Response | StreamingResponse:
         method, path = request.method, request.path
+        refusal = self.guard.check(request) if self.guard is not None else None
+        if refusal is not None:
+            return _refused(request, AccessDeniedException(refusal))
         if method in ("GET", "HEAD") and path == "/ping":
             return Response(200, b'{"status": "Healthy"}', [("Content-Type", "application/json")])
         if method in ("GET", "HEAD") and path == "/_moorage/info":
@@ -97,10 +117,27 @@ class MainApp:
             invocation = parse_invocation_path(path)
             if invocation is not None:
                 endpoint, streaming = invocation
+                if self.async_runtime is not None:
+                    async_only = await self.async_runtime.refuse_realtime(endpoint)
+                    if async_only is not None:
+                        return async_only
                 return await self.runtime.invoke_endpoint(request, endpoint, streaming=streaming)
+            async_endpoint = parse_async_path(path)
+            if async_endpoint is not None and self.async_runtime is not None:
+                return await self.async_runtime.invoke_async(request, async_endpoint)
         if method == "GET" and path == "/metrics":
             body = render_prometheus(self.metrics).encode()
             return Response(200, body, [("Content-Type", "text/plain; version=0.0.4")])
         return control_error(
             UnknownOperationException(f"No operation is served at {method} {path}."), new_request_id()
         )
+
+
+def _refused(request: Request, error: AccessDeniedException) -> Response:
+    """A browser-safety refusal in the shape the caller's protocol expects (query XML, or JSON with the
+    code also in x-amzn-ErrorType, where rest-json clients such as sagemaker-runtime look first)."""
+    if is_query_request(request):
+        return query_error(error, new_request_id(), IAM_NAMESPACE)
+    response = control_error(error, new_request_id())
+    response.headers.append(("x-amzn-ErrorType", error.code))
+    return response

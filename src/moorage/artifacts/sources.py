@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
-import boto3
 import urllib3
 from botocore import UNSIGNED
 from botocore.config import Config
@@ -30,6 +29,7 @@ from botocore.exceptions import SSLError as BotocoreSSLError
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import SSLError as Urllib3SSLError
 
+from moorage import server_credentials
 from moorage.artifacts import netguard
 from moorage.errors import ArtifactError, ArtifactSourceError
 from moorage.settings import ArtifactPolicy
@@ -290,7 +290,7 @@ class S3Objects:
     """One bucket-agnostic S3 client: path-style, our own retries, unsigned when no credentials."""
 
     def __init__(self, endpoint_url: str | None, *, log: Callable[[str], None], timeout_s: float) -> None:
-        session = boto3.session.Session()
+        session = server_credentials.session()
         config = Config(
             s3={"addressing_style": "path"},
             retries={"mode": "standard", "total_max_attempts": 1},  # `retry` below does it, to a deadline

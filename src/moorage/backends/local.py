@@ -14,10 +14,12 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -438,6 +440,7 @@ class LocalBackend:
         self.budget = ThreadBudget(settings.cpu_count)
         self.forkserver = forkserver if forkserver is not None else make_fork_server(settings, environ)
         self._spawned: set[asyncio.subprocess.Process] = set()
+        self._cleanups: set[asyncio.Task[None]] = set()  # scratch dirs removed once their worker is gone
 
     async def start(self) -> None:
         """Start the fork server now, so its imports overlap with everything else at start-up."""
@@ -449,8 +452,24 @@ class LocalBackend:
             cpus=self.settings.cpu_count, memory_bytes=psutil.virtual_memory().total, gpus=_count_gpus()
         )
 
+    def _sandboxed(self, spec: WorkerSpec) -> WorkerSpec:
+        """The spec with the sandbox setting and a private scratch dir (the worker's HOME and TMPDIR)."""
+        if self.settings.workers.sandbox == "off":
+            return dataclasses.replace(spec, sandbox=False)
+        root = self.settings.data_dir / "scratch"
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        scratch = tempfile.mkdtemp(prefix=f"{spec.endpoint}-{spec.worker_index}-", dir=root)
+        writable = list(self.settings.workers.sandbox_writable)
+        return dataclasses.replace(spec, sandbox=True, scratch_dir=scratch, sandbox_writable=writable)
+
+    async def _remove_scratch(self, worker: LocalWorker | None, scratch: str) -> None:
+        if worker is not None:
+            await worker.wait_gone()
+        await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, scratch, True)
+
     async def spawn_worker(self, spec: WorkerSpec, profile: PlacementProfile, log_path: Path) -> LocalWorker:
         loop = asyncio.get_running_loop()
+        spec = self._sandboxed(spec)
         worker = LocalWorker(
             f"{spec.endpoint}/{spec.variant}/{spec.instance_id}/{spec.worker_index}",
             spec,
@@ -468,11 +487,17 @@ class LocalBackend:
                 pid = await self._spawn_fresh(spec, theirs, log_fd, worker)
         except BaseException:
             worker.kill("it could not be started")
+            if spec.scratch_dir:
+                await self._remove_scratch(None, spec.scratch_dir)
             raise
         finally:
             theirs.close()
             os.close(log_fd)
         worker.attach(pid)
+        if spec.scratch_dir:
+            cleanup = loop.create_task(self._remove_scratch(worker, spec.scratch_dir))
+            self._cleanups.add(cleanup)
+            cleanup.add_done_callback(self._cleanups.discard)
         return worker
 
     async def _spawn_fresh(

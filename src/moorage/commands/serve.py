@@ -71,12 +71,18 @@ def _serve(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, s3_port=None)
     check_bind(settings.host, settings.allow_public_bind, auth_on=settings.auth != "none")
     environ = dict(os.environ)
-    forkserver = _launch_fork_server(settings, environ) if settings.backend == "local" else None
+    _harden()
+    _hold_aws_keys(environ)
+    from moorage.launch.lock import data_dir_lock
 
-    from moorage.launch.loop import run_until_signalled
-    from moorage.launch.serve import serve
+    # The lock first: a second server on a busy data dir is refused before torch starts importing.
+    with data_dir_lock(settings.data_dir):
+        forkserver = _launch_fork_server(settings, environ) if settings.backend == "local" else None
 
-    run_until_signalled(lambda stop: serve(settings, environ, stop, forkserver))
+        from moorage.launch.loop import run_until_signalled
+        from moorage.launch.serve import serve
+
+        run_until_signalled(lambda stop: serve(settings, environ, stop, forkserver))
     return EXIT_OK
 
 
@@ -114,6 +120,8 @@ def _serve_model(args: argparse.Namespace) -> int:
     settings = Settings.from_environ(os.environ, data_dir=args.data_dir)
     check_bind(args.host, args.allow_public_bind or settings.allow_public_bind, auth_on=False)
     environ = dict(os.environ)
+    _harden()
+    _hold_aws_keys(environ)
     forkserver = _launch_fork_server(settings, environ)
 
     from moorage.launch.loop import run_until_signalled
@@ -130,6 +138,23 @@ def _serve_model(args: argparse.Namespace) -> int:
     )
     run_until_signalled(lambda stop: serve_model(settings, options, environ, stop, forkserver))
     return EXIT_OK
+
+
+def _harden() -> None:
+    """Non-dumpable from the start: no worker may read this process's environ or memory (docs/security.md)."""
+    from moorage.sandbox import harden_server
+
+    harden_server()
+
+
+def _hold_aws_keys(environ: dict[str, str]) -> None:
+    """The server's own AWS keys leave its environment, so no process it starts inherits them; its AWS
+    clients get them from `server_credentials` (docs/security.md)."""
+    from moorage import server_credentials
+
+    server_credentials.take_from(os.environ)
+    for name in server_credentials.SECRET_VARIABLES:
+        environ.pop(name, None)
 
 
 def _launch_fork_server(settings: Settings, environ: Mapping[str, str]) -> ForkServer | None:

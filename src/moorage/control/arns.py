@@ -94,6 +94,9 @@ class ControlContext:
     account_id: str
     clock: Callable[[], float] = field(default=time.time)  # epoch seconds
     artifact_policy: ArtifactPolicy = field(default_factory=ArtifactPolicy)
+    # Called by DeleteModel with the model's name, after the record is gone: the server frees the
+    # cached trees that only this model held (artifacts/trees.py).
+    model_deleted: Callable[[str], None] = field(default=lambda _name: None)
 
     def arn(self, kind: ResourceKind, name: str) -> str:
         return build_arn(self.region, self.account_id, kind, name)

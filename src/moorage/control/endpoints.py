@@ -83,6 +83,8 @@ def describe_endpoint(store: Store, ctx: ControlContext, request: JsonObject) ->
     if variants:
         result["ProductionVariants"] = variants
     result["EndpointStatus"] = record.status.value
+    if serving is not None and serving.async_config is not None:
+        result["AsyncInferenceConfig"] = serving.async_config
     if record.failure_reason:
         result["FailureReason"] = record.failure_reason
     result["CreationTime"] = record.creation_time
@@ -276,7 +278,12 @@ def _freeze(store: Store, ctx: ControlContext, config: EndpointConfigRecord, now
                 download_timeout_s=float(download) if download is not None else None,
             )
         )
-    return Deployment(config_name=config.name, variants=tuple(variants), resolved_at=now)
+    return Deployment(
+        config_name=config.name,
+        variants=tuple(variants),
+        resolved_at=now,
+        async_config=config.request.get("AsyncInferenceConfig"),
+    )
 
 
 def _retained(spec: VariantSpec, old: VariantSpec | None, excluded: set[str]) -> VariantSpec:

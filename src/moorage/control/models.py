@@ -69,6 +69,7 @@ def delete_model(store: Store, ctx: ControlContext, request: JsonObject) -> Json
     request = validate("DeleteModel", request)
     if not store.delete_model(request["ModelName"]):
         raise not_found(ctx, _KIND, request["ModelName"])
+    ctx.model_deleted(request["ModelName"])  # its cached trees go once no endpoint uses them
     return {}
 
 

@@ -121,10 +121,6 @@ REFUSED: Mapping[str, Refusal] = {
         "DataCaptureConfig is not supported by moorage yet: no request or response would be captured. "
         "Remove it (in the SageMaker SDK: deploy without data_capture_config)."
     ),
-    "CreateEndpointConfig.AsyncInferenceConfig": Refusal(
-        "AsyncInferenceConfig (asynchronous inference) is not supported by moorage yet; "
-        "deploy a real-time endpoint and call InvokeEndpoint."
-    ),
     "CreateEndpointConfig.ShadowProductionVariants": Refusal(
         "ShadowProductionVariants are not supported by moorage yet: it does not mirror traffic.", _truthy
     ),

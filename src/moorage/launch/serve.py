@@ -1,26 +1,24 @@
 """`moorage serve`: the whole service on one machine: control plane, runtime, S3 store, workers.
 
-Start-up order matters for "ready in about a second": the fork server is launched first (by the
-command, before this module's imports) and imports torch in the background, the ports open (the
-server answers at once), and stored endpoints are brought back by the reconciler without blocking
-the control plane. Shutdown is the reverse: stop accepting, let requests in progress finish within
-the grace period, stop the workers, close the store.
+Start-up order matters for "ready in about a second": the command takes the data dir's lock, then
+launches the fork server (before this module's imports), which imports torch in the background; the
+ports open (the server answers at once), and stored endpoints are brought back by the reconciler
+without blocking the control plane. Shutdown is the reverse: stop accepting, let requests in
+progress finish within the grace period, stop the workers, close the store.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
-from moorage import __version__
+from moorage import __version__, sandbox
 from moorage.api.app import MainApp
 from moorage.api.auth import S3Auth, SageMakerAuth
 from moorage.api.control import ControlPlane
@@ -28,6 +26,7 @@ from moorage.api.iam import IamApi
 from moorage.api.logs import TARGET_PREFIX as LOGS_TARGET_PREFIX
 from moorage.api.logs import LogsApi
 from moorage.api.runtime import RuntimeApi
+from moorage.asyncinf.service import open_async
 from moorage.backends.base import Backend
 from moorage.control import autoscaling
 from moorage.control.arns import ControlContext
@@ -35,12 +34,13 @@ from moorage.control.autoscaler import Autoscaler
 from moorage.control.reconciler import Reconciler
 from moorage.control.store import Store
 from moorage.credentials import Keyring, credentials_path, require_keys
-from moorage.errors import ConfigError
 from moorage.httpd import HttpServer
+from moorage.httpd.hosts import BrowserGuard
 from moorage.logs import LogRotator, LogsContext, LogsLayout
 from moorage.runtime.metrics import Metrics
 from moorage.runtime.router import Router
 from moorage.settings import Settings
+from moorage.transform.service import open_transform
 
 if TYPE_CHECKING:
     from moorage.backends.local import ForkServer
@@ -78,33 +78,16 @@ def server_info(data_dir: Path) -> dict[str, object] | None:
     return info
 
 
-@contextlib.contextmanager
-def _exclusive(data_dir: Path) -> Iterator[IO[str]]:
-    """One server per data dir: two would both drive the same endpoints."""
-    lock_file = (data_dir / "server.lock").open("a+")
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock_file.close()
-        raise ConfigError(f"Another moorage server is already using the data dir {data_dir}.") from None
-    try:
-        yield lock_file
-    finally:
-        lock_file.close()
-
-
 async def serve(
     settings: Settings,
     environ: Mapping[str, str],
     stop: asyncio.Event,
     forkserver: ForkServer | None = None,
 ) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(settings.data_dir, 0o700)
+    """Run until `stop`; the caller holds the data dir's lock (`launch.lock`), taken before anything."""
     if settings.auth == "sigv4":
         require_keys(settings.data_dir)  # else no client could sign a request: refuse to start
-    with _exclusive(settings.data_dir):
-        await _serve(settings, environ, stop, forkserver)
+    await _serve(settings, environ, stop, forkserver)
 
 
 async def _serve(
@@ -112,6 +95,10 @@ async def _serve(
 ) -> None:
     info_path = settings.data_dir / SERVER_INFO
     info_path.unlink(missing_ok=True)
+    # What a deployed model's code can reach, said first (docs/security.md).
+    sandbox_info = sandbox.at_start(
+        settings.workers.sandbox, log, settings.backend, settings.workers.sandbox_writable
+    )
     store_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
     store = await asyncio.get_running_loop().run_in_executor(store_executor, Store, settings.db_path)
     backend = make_backend(settings, environ, forkserver)
@@ -119,6 +106,8 @@ async def _serve(
     metrics = Metrics()
     # --auth sigv4: both ports check every request against the keys of `moorage credentials`.
     keyring = Keyring(credentials_path(settings.data_dir)) if settings.auth == "sigv4" else None
+    # Both ports refuse foreign Host names and, without auth, cross-site browser requests.
+    guard = BrowserGuard.for_server(settings.host, settings.server_names, auth_on=keyring is not None)
     s3_server: HttpServer | None = None
     if settings.s3_port is not None:
         from moorage.s3 import build_s3_app
@@ -128,6 +117,7 @@ async def _serve(
                 settings.s3_dir,
                 region=settings.region,
                 authenticate=S3Auth(keyring, region=settings.region) if keyring is not None else None,
+                guard=guard,
             ),
             settings.host,
             settings.s3_port,
@@ -147,10 +137,35 @@ async def _serve(
     control = ControlPlane(
         store,
         ControlContext(
-            region=settings.region, account_id=settings.account_id, artifact_policy=settings.artifacts
+            region=settings.region,
+            account_id=settings.account_id,
+            artifact_policy=settings.artifacts,
+            model_deleted=reconciler.model_deleted,
         ),
         reconciler,
         store_executor,
+    )
+    # Batch transform's operations on the same control plane; its runner starts jobs' own instances.
+    transform = await open_transform(
+        settings,
+        control.ctx,
+        store_executor=store_executor,
+        backend=backend,
+        s3_local_root=None if external_s3 or s3_server is None else settings.s3_dir,
+        external_s3=external_s3,
+        metrics=metrics,
+    )
+    control.operations.update(transform.operations)
+    # Async inference's queue (its own SQLite file) and dispatcher, over the same router and pools.
+    asyncinf = await open_async(
+        settings,
+        environ,
+        control_store=store,
+        control_executor=store_executor,
+        router=router,
+        metrics=metrics,
+        s3_local_root=None if external_s3 or s3_server is None else settings.s3_dir,
+        external_s3=external_s3,
     )
     # Application Auto Scaling's API on the same port, over the same store; the autoscaler acts on it.
     scaling = ControlPlane(
@@ -184,6 +199,7 @@ async def _serve(
         "s3_url": external_s3 or (s3_server and f"http://{settings.host}:{s3_server.port}"),
         "region": settings.region,
         "account_id": settings.account_id,
+        "sandbox": sandbox_info,
     }
     app = MainApp(
         json_services,
@@ -200,6 +216,8 @@ async def _serve(
         ),
         query_service=IamApi(settings.account_id).handle,
         info=client_info,
+        guard=guard,
+        async_runtime=asyncinf.api,
     )
     server = HttpServer(app, settings.host, settings.port, settings.http)
     await server.start()
@@ -208,6 +226,8 @@ async def _serve(
     rotation = asyncio.get_running_loop().create_task(rotator.run())
     try:
         await reconciler.recover()
+        await transform.start()
+        await asyncinf.start()
         autoscaler.start()
         url = f"http://{settings.host}:{server.port}"
         info = {
@@ -231,6 +251,8 @@ async def _serve(
         info_path.unlink(missing_ok=True)
         await server.shutdown(settings.workers.drain_grace_s)
         await autoscaler.close()
+        await transform.close()
+        await asyncinf.close(settings.workers.drain_grace_s)
         await reconciler.close(settings.workers.drain_grace_s)
         if s3_server is not None:
             await s3_server.shutdown(5.0)

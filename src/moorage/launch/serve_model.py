@@ -17,11 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from moorage import sandbox
 from moorage.api.container import ContainerApp
 from moorage.artifacts import ModelSource, prepare_model
 from moorage.backends.local import ForkServer, LocalBackend
 from moorage.errors import MoorageError
 from moorage.httpd import HttpServer
+from moorage.httpd.hosts import BrowserGuard
 from moorage.runtime.variant import VariantRuntime, VariantSetup
 from moorage.settings import Settings
 
@@ -72,8 +74,10 @@ async def serve_model(
     """`forkserver`: the workers' fork server, when the command launched it before importing this."""
     env = container_environment(environ, options)
     port = options.port if options.port is not None else int(environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+    sandbox.at_start(settings.workers.sandbox, log, writable=settings.workers.sandbox_writable)
     backend = LocalBackend(settings, environ, forkserver)
-    app = ContainerApp(None)
+    # No authentication on this port: foreign Hosts and cross-site browser requests are refused.
+    app = ContainerApp(None, BrowserGuard.for_server(options.host, settings.server_names, auth_on=False))
     server = HttpServer(app, options.host, port, settings.http)
     await server.start()
     log.info("listening on http://%s:%d (/ping, /invocations)", options.host, server.port)

@@ -1,14 +1,16 @@
 """Per-endpoint, per-variant counters and latencies under SageMaker's CloudWatch metric names.
 
 Invocations, Invocation4XXErrors, Invocation5XXErrors, ModelLatency and OverheadLatency (both in
-microseconds, as CloudWatch reports them). Recording is a dictionary update on the event loop; the
-Prometheus text is built only when /metrics is read.
+microseconds, as CloudWatch reports them), and one gauge of ours: each variant's instances that can
+answer now against those wanted (what DescribeEndpoint's CurrentInstanceCount says). Recording is a
+dictionary update on the event loop; the Prometheus text is built only when /metrics is read.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["Metrics", "render_prometheus"]
@@ -61,6 +63,15 @@ class _Series:
 class Metrics:
     def __init__(self) -> None:
         self._series: dict[tuple[str, str], _Series] = defaultdict(_Series)
+        self._instances: dict[str, dict[str, tuple[int, int]]] = {}  # endpoint → variant → (ready, desired)
+        self._renderers: list[Callable[[], list[str]]] = []  # other rooms' families (asyncinf/metrics.py)
+
+    def add_renderer(self, render: Callable[[], list[str]]) -> None:
+        """Another room's metric families, rendered (as Prometheus lines) after these on each read."""
+        self._renderers.append(render)
+
+    def extra_lines(self) -> list[str]:
+        return [line for render in self._renderers for line in render()]
 
     def record(
         self,
@@ -84,12 +95,24 @@ class Metrics:
             series.model_latency.observe(model_us)
             series.overhead_latency.observe(max(0.0, total_us - model_us))
 
+    def set_instances(self, endpoint: str, variants: dict[str, tuple[int, int]]) -> None:
+        """The endpoint's variants now: (instances that can answer, instances wanted) for each."""
+        self._instances[endpoint] = dict(variants)
+
     def snapshot(self) -> dict[tuple[str, str], _Series]:
         return dict(self._series)
+
+    def instances(self) -> dict[tuple[str, str], tuple[int, int]]:
+        return {
+            (endpoint, variant): counts
+            for endpoint, variants in self._instances.items()
+            for variant, counts in variants.items()
+        }
 
     def forget(self, endpoint: str) -> None:
         for key in [key for key in self._series if key[0] == endpoint]:
             del self._series[key]
+        self._instances.pop(endpoint, None)
 
 
 def _labels(endpoint: str, variant: str) -> str:
@@ -107,12 +130,12 @@ def render_prometheus(metrics: Metrics) -> str:
         (
             "sagemaker_Invocation4XXErrors",
             "errors_4xx",
-            "InvokeEndpoint requests answered with a 4xx status.",
+            "InvokeEndpoint requests the model answered with a 4xx, or that moorage throttled.",
         ),
         (
             "sagemaker_Invocation5XXErrors",
             "errors_5xx",
-            "InvokeEndpoint requests answered with a 5xx status.",
+            "InvokeEndpoint requests the model answered with a 5xx, timed out on, or died during.",
         ),
         ("sagemaker_InvocationModelErrors", "model_errors", "Requests the model failed (ModelError, 424)."),
     )
@@ -139,4 +162,14 @@ def render_prometheus(metrics: Metrics) -> str:
                 lines.append(f'{name}_bucket{{{labels},le="{bound}"}} {running}')
             lines.append(f"{name}_sum{{{labels}}} {histogram.total:.0f}")
             lines.append(f"{name}_count{{{labels}}} {histogram.count}")
+    instances = sorted(metrics.instances().items())
+    gauges = (
+        ("moorage_variant_instances", 0, "Instances of the variant that can answer now."),
+        ("moorage_variant_desired_instances", 1, "Instances of the variant that are wanted."),
+    )
+    for name, index, help_text in gauges:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        for (endpoint, variant), counts in instances:
+            lines.append(f"{name}{{{_labels(endpoint, variant)}}} {counts[index]}")
+    lines += metrics.extra_lines()
     return "\n".join(lines) + "\n"

@@ -503,7 +503,6 @@ def test_members_moorage_does_not_honour_are_refused_by_name(sm: Harness) -> Non
     create_model(sm)
     variant = {"VariantName": "a", "ModelName": "m", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
     for member, value in [
-        ("AsyncInferenceConfig", {"OutputConfig": {"S3OutputPath": "s3://bucket/out"}}),
         (
             "DataCaptureConfig",
             {

@@ -28,6 +28,7 @@ IMPLEMENTED = {
     "CreateEndpointConfig.EndpointConfigName",
     "CreateEndpointConfig.ProductionVariants",
     "CreateEndpointConfig.Tags",
+    "CreateEndpointConfig.AsyncInferenceConfig",  # asynchronous inference (moorage.asyncinf)
     "Variant.VariantName",
     "Variant.ModelName",
     "Variant.InitialInstanceCount",
@@ -94,7 +95,6 @@ def test_every_ignored_member_is_documented_with_its_reason() -> None:
             "MultiModel",
         ),
         ("CreateModel", {"EnableNetworkIsolation": True}, "EnableNetworkIsolation"),
-        ("CreateEndpointConfig", {"AsyncInferenceConfig": {"OutputConfig": {}}}, "AsyncInferenceConfig"),
         ("CreateEndpointConfig", {"DataCaptureConfig": {"EnableCapture": False}}, "DataCaptureConfig"),
         ("CreateEndpointConfig", {"ShadowProductionVariants": [{"VariantName": "s"}]}, "Shadow"),
         ("CreateEndpointConfig", {"ProductionVariants": [{"AcceleratorType": "ml.eia2.medium"}]}, "Accel"),
