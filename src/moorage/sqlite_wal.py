@@ -2,8 +2,8 @@
 
 WAL with `synchronous=FULL` (a commit survives `kill -9` and power loss), no implicit transactions
 (`isolation_level=None`: every write says `BEGIN IMMEDIATE` itself, so read-modify-writes never race),
-one connection shared by the store's thread under a lock. control/store.py and transform/store.py open
-their files the same way (by hand, for now); asyncinf/store.py uses this.
+one connection shared by the store's thread under a lock. asyncinf/store.py and transform/store.py use
+this; control/store.py still opens its file by hand, the same way.
 """
 
 from __future__ import annotations

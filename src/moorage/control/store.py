@@ -601,7 +601,9 @@ class Store:
             ("last_modified_time", query.last_modified_time_after, ">"),
         ):
             if bound is not None:
-                where.append(f"{column} {operator} ?")
+                # At the API's precision (milliseconds): a time read from Describe* and sent back
+                # as a filter must not match its own resource because of the digits it lost.
+                where.append(f"round({column}, 3) {operator} ?")
                 args.append(bound)
         if query.status is not None:
             where.append("status = ?")

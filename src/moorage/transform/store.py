@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from moorage.control.arns import name_key
 from moorage.control.records import ContainerSpec
-from moorage.errors import ConfigError
+from moorage.sqlite_wal import WalFile
 from moorage.transform.records import InputObject, ObjectState, TransformJob, TransformStatus
 
 __all__ = ["MAX_FAILURE_REASON", "TransformStore"]
@@ -48,17 +47,8 @@ class TransformStore:
     def __init__(self, path: Path, *, clock: Callable[[], float]) -> None:
         self.path = path
         self._clock = clock
-        self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=10.0
-        )
+        self._file = WalFile(path, "transform store")
         try:
-            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode != "wal":
-                raise ConfigError(f"{path}: SQLite could not switch to WAL mode (got {mode!r})")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("PRAGMA busy_timeout=10000")
             with self._write() as conn:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
@@ -68,25 +58,10 @@ class TransformStore:
             raise
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._file.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._conn is None:
-                raise sqlite3.ProgrammingError("the transform store is closed")
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._file.write()
 
     # Jobs -----------------------------------------------------------------------------------------
     def add_job(self, job: TransformJob) -> bool:
