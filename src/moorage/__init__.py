@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         SdkError,
         StringDeserializer,
         configure,
+        list_endpoints,
     )
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "StringDeserializer",
     "__version__",
     "configure",
+    "list_endpoints",
 ]
 
 

@@ -301,6 +301,12 @@ class Settings:
     async_max_input_bytes: int = 60 * 1024 * 1024
     async_recheck_s: float = 0.5
     async_notify_attempts: int = 5
+    # Data capture (moorage.capture): captured records wait in memory (at most capture_buffer_bytes; more
+    # are dropped and counted) and are written as one JSON Lines file per endpoint, variant and hour
+    # every capture_flush_s, or sooner once capture_file_bytes are waiting.
+    capture_flush_s: float = 10.0
+    capture_file_bytes: int = 8 * 1024 * 1024
+    capture_buffer_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         # Every path below derives from data_dir; resolving it here covers flags, variables and replace().
@@ -344,6 +350,13 @@ class Settings:
             async_recheck_s=env_float(environ, "MOORAGE_ASYNC_RECHECK", cls.async_recheck_s, minimum=0.01),
             async_notify_attempts=env_int(
                 environ, "MOORAGE_ASYNC_NOTIFY_ATTEMPTS", cls.async_notify_attempts, minimum=1
+            ),
+            capture_flush_s=env_float(environ, "MOORAGE_CAPTURE_FLUSH", cls.capture_flush_s, minimum=0.01),
+            capture_file_bytes=env_int(
+                environ, "MOORAGE_CAPTURE_FILE_BYTES", cls.capture_file_bytes, minimum=1024
+            ),
+            capture_buffer_bytes=env_int(
+                environ, "MOORAGE_CAPTURE_BUFFER_BYTES", cls.capture_buffer_bytes, minimum=1024
             ),
         )
         given = {name: value for name, value in flags.items() if value is not None}

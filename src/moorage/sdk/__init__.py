@@ -18,6 +18,7 @@ from moorage.sdk.deserializers import (
     NumpyDeserializer,
     StringDeserializer,
 )
+from moorage.sdk.endpoints import EndpointRow, EndpointTable, list_endpoints
 from moorage.sdk.environment import ClientEnvironment, configure
 from moorage.sdk.errors import (
     DeploymentFailed,
@@ -40,6 +41,8 @@ __all__ = [
     "ClientEnvironment",
     "Connection",
     "DeploymentFailed",
+    "EndpointRow",
+    "EndpointTable",
     "IdentitySerializer",
     "InvalidArgument",
     "JSONDeserializer",
@@ -57,5 +60,6 @@ __all__ = [
     "ServiceError",
     "StringDeserializer",
     "configure",
+    "list_endpoints",
     "wait_for_endpoint",
 ]

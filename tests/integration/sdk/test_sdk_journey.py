@@ -115,6 +115,17 @@ def test_the_seed_notebook_with_moorages_sdk(
     )
     assert any(step.startswith("Repacking") for step in steps)
     assert f"Endpoint {predictor.endpoint_name}: InService" in steps
+    # The endpoints as a notebook shows them: a table whose rows are what DescribeEndpoint says.
+    table = moorage.list_endpoints()
+    (row,) = [row for row in table if row.name == predictor.endpoint_name]
+    assert (row.status, row.instances, row.desired_instances, row.variants) == (
+        "InService",
+        1,
+        1,
+        ("AllTraffic",),
+    )
+    assert f"{predictor.endpoint_name}  InService  1/1" in repr(table)
+    assert f"<td>{predictor.endpoint_name}</td><td>InService</td><td>1/1</td>" in table._repr_html_()
 
     predictor.delete_endpoint()
     predictor.delete_model()  # after delete_endpoint too: the SDK learned the models first

@@ -1,0 +1,1 @@
+"""Data capture: sampled requests and answers of real-time endpoints, written to S3 as JSON Lines."""
