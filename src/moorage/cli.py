@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "delete",
     "transform",
     "logs",
+    "capture",
     "credentials",
     "env",
 )

@@ -42,10 +42,12 @@ def deploy(
     instance_type: str = "ml.m5.large",
     wait: bool = True,
     async_config: dict[str, Any] | None = None,
+    capture_config: dict[str, Any] | None = None,
 ) -> str:
     """CreateModel + CreateEndpointConfig + CreateEndpoint, as a user's script does; returns the name.
 
-    `async_config`: the config's AsyncInferenceConfig (an asynchronous endpoint)."""
+    `async_config`: the config's AsyncInferenceConfig (an asynchronous endpoint); `capture_config`: its
+    DataCaptureConfig."""
     name = name or unique("ep")
     model = unique("model")
     sm.create_model(
@@ -71,6 +73,7 @@ def deploy(
             for variant, weight in variants
         ],
         **({"AsyncInferenceConfig": async_config} if async_config is not None else {}),
+        **({"DataCaptureConfig": capture_config} if capture_config is not None else {}),
     )
     sm.create_endpoint(EndpointName=name, EndpointConfigName=config)
     if wait:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from moorage.api.errors import new_request_id, runtime_error
 from moorage.api.eventstream import payload_part
+from moorage.capture.service import CaptureService, Invocation
 from moorage.errors import ModelError, MoorageError, ValidationError
 from moorage.httpd import Request, Response
 from moorage.runtime.metrics import Metrics
@@ -115,11 +116,19 @@ def _metric_status(status: int, outcome: Outcome | None) -> int:
 
 
 class RuntimeApi:
-    def __init__(self, router: Router, metrics: Metrics, region: str, account: str) -> None:
+    def __init__(
+        self,
+        router: Router,
+        metrics: Metrics,
+        region: str,
+        account: str,
+        capture: CaptureService | None = None,
+    ) -> None:
         self.router = router
         self.metrics = metrics
         self.region = region
         self.account = account
+        self.capture = capture  # data capture (moorage.capture); None: nothing is captured
 
     async def invoke_endpoint(self, request: Request, endpoint: str, *, streaming: bool = False) -> Response:
         """InvokeEndpoint, or InvokeEndpointWithResponseStream when `streaming` (its Accept header is
@@ -148,6 +157,19 @@ class RuntimeApi:
             )
             outcome = await variant.pool.submit(message)
             response = self._respond(endpoint, variant_name, outcome, request_id, streaming)
+            if self.capture is not None and response.status == 200 and isinstance(outcome, Answered):
+                # Sampling and writing happen off the request path: this returns at once.
+                self.capture.observe(
+                    Invocation(
+                        endpoint=endpoint,
+                        variant=variant_name,
+                        inference_id=request.headers.get("X-Amzn-SageMaker-Inference-Id"),
+                        request_body=body,
+                        request_type=message.content_type,
+                        response_body=outcome.reply.body,
+                        response_type=outcome.reply.content_type,
+                    )
+                )
         except MoorageError as exc:
             response = runtime_error(exc, request_id)
             if exc.status == 413:

@@ -15,7 +15,13 @@ from typing import Any
 from moorage.asyncinf.config import split_s3_url
 from moorage.errors import ValidationException
 
-__all__ = ["DEFAULT_CSV_TYPES", "DEFAULT_JSON_TYPES", "CaptureConfig", "capture_summary", "check_capture_config"]
+__all__ = [
+    "DEFAULT_CSV_TYPES",
+    "DEFAULT_JSON_TYPES",
+    "CaptureConfig",
+    "capture_summary",
+    "check_capture_config",
+]
 
 # What SageMaker captures as text when CaptureContentTypeHeader does not say (spec §c.5); anything
 # else is base64-encoded.

@@ -7,6 +7,7 @@ deployment, so deleting it later never touches a running endpoint (spec §3.3, d
 from __future__ import annotations
 
 from moorage.asyncinf.config import check_async_config
+from moorage.capture.config import check_capture_config
 from moorage.control.arns import ControlContext, ResourceKind, already_exists, not_found
 from moorage.control.records import EndpointConfigRecord, JsonObject
 from moorage.control.store import ListQuery, Store
@@ -33,6 +34,8 @@ def create_endpoint_config(store: Store, ctx: ControlContext, request: JsonObjec
     refuse_unsupported("CreateEndpointConfig", request)
     if "AsyncInferenceConfig" in request:
         check_async_config(request["AsyncInferenceConfig"])
+    if "DataCaptureConfig" in request:
+        check_capture_config(request["DataCaptureConfig"])
     variants = [_check_variant(variant) for variant in request["ProductionVariants"]]
     names = [variant["VariantName"] for variant in variants]
     duplicates = sorted({variant for variant in names if names.count(variant) > 1})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from moorage.capture.config import capture_summary
 from moorage.control.arns import ControlContext, ResourceKind, already_exists, not_found
 from moorage.control.lifecycle import Action, refusal, transition
 from moorage.control.records import (
@@ -85,6 +86,8 @@ def describe_endpoint(store: Store, ctx: ControlContext, request: JsonObject) ->
     result["EndpointStatus"] = record.status.value
     if serving is not None and serving.async_config is not None:
         result["AsyncInferenceConfig"] = serving.async_config
+    if serving is not None and serving.capture_config is not None:
+        result["DataCaptureConfig"] = capture_summary(serving.capture_config)
     if record.failure_reason:
         result["FailureReason"] = record.failure_reason
     result["CreationTime"] = record.creation_time
@@ -283,6 +286,7 @@ def _freeze(store: Store, ctx: ControlContext, config: EndpointConfigRecord, now
         variants=tuple(variants),
         resolved_at=now,
         async_config=config.request.get("AsyncInferenceConfig"),
+        capture_config=config.request.get("DataCaptureConfig"),
     )
 
 

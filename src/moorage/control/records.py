@@ -102,6 +102,7 @@ class Deployment:
     variants: tuple[VariantSpec, ...]
     resolved_at: float | None = None  # when it was frozen: DescribeEndpoint's DeployedImages.ResolutionTime
     async_config: JsonObject | None = None  # the config's AsyncInferenceConfig: an async endpoint (asyncinf/)
+    capture_config: JsonObject | None = None  # the config's DataCaptureConfig (capture/)
 
 
 @dataclass(frozen=True)

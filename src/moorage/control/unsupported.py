@@ -117,10 +117,6 @@ REFUSED: Mapping[str, Refusal] = {
         "Leave it out or set it to false.",
         _truthy,
     ),
-    "CreateEndpointConfig.DataCaptureConfig": Refusal(
-        "DataCaptureConfig is not supported by moorage yet: no request or response would be captured. "
-        "Remove it (in the SageMaker SDK: deploy without data_capture_config)."
-    ),
     "CreateEndpointConfig.ShadowProductionVariants": Refusal(
         "ShadowProductionVariants are not supported by moorage yet: it does not mirror traffic.", _truthy
     ),

@@ -28,6 +28,7 @@ from moorage.api.logs import LogsApi
 from moorage.api.runtime import RuntimeApi
 from moorage.asyncinf.service import open_async
 from moorage.backends.base import Backend
+from moorage.capture.service import open_capture
 from moorage.control import autoscaling
 from moorage.control.arns import ControlContext
 from moorage.control.autoscaler import Autoscaler
@@ -167,6 +168,17 @@ async def _serve(
         s3_local_root=None if external_s3 or s3_server is None else settings.s3_dir,
         external_s3=external_s3,
     )
+    # Data capture: sampled invocations written to S3 (the embedded store or the external one) off the
+    # request path.
+    capture = open_capture(
+        settings,
+        control_store=store,
+        control_executor=store_executor,
+        router=router,
+        metrics=metrics,
+        s3_local_root=None if external_s3 or s3_server is None else settings.s3_dir,
+        external_s3=external_s3,
+    )
     # Application Auto Scaling's API on the same port, over the same store; the autoscaler acts on it.
     scaling = ControlPlane(
         store,
@@ -203,7 +215,7 @@ async def _serve(
     }
     app = MainApp(
         json_services,
-        RuntimeApi(router, metrics, settings.region, settings.account_id),
+        RuntimeApi(router, metrics, settings.region, settings.account_id, capture),
         metrics,
         authenticate=None
         if keyring is None
@@ -228,6 +240,7 @@ async def _serve(
         await reconciler.recover()
         await transform.start()
         await asyncinf.start()
+        capture.start()
         autoscaler.start()
         url = f"http://{settings.host}:{server.port}"
         info = {
@@ -253,6 +266,7 @@ async def _serve(
         await autoscaler.close()
         await transform.close()
         await asyncinf.close(settings.workers.drain_grace_s)
+        await capture.close(settings.workers.drain_grace_s)
         await reconciler.close(settings.workers.drain_grace_s)
         if s3_server is not None:
             await s3_server.shutdown(5.0)

@@ -504,12 +504,8 @@ def test_members_moorage_does_not_honour_are_refused_by_name(sm: Harness) -> Non
     variant = {"VariantName": "a", "ModelName": "m", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
     for member, value in [
         (
-            "DataCaptureConfig",
-            {
-                "InitialSamplingPercentage": 100,
-                "DestinationS3Uri": "s3://b/c",
-                "CaptureOptions": [{"CaptureMode": "Input"}],
-            },
+            "ExplainerConfig",
+            {"ClarifyExplainerConfig": {"ShapConfig": {"ShapBaselineConfig": {"ShapBaseline": "1,2"}}}},
         ),
     ]:
         code, message = error(

@@ -29,6 +29,7 @@ IMPLEMENTED = {
     "CreateEndpointConfig.ProductionVariants",
     "CreateEndpointConfig.Tags",
     "CreateEndpointConfig.AsyncInferenceConfig",  # asynchronous inference (moorage.asyncinf)
+    "CreateEndpointConfig.DataCaptureConfig",  # data capture (moorage.capture)
     "Variant.VariantName",
     "Variant.ModelName",
     "Variant.InitialInstanceCount",
@@ -95,7 +96,7 @@ def test_every_ignored_member_is_documented_with_its_reason() -> None:
             "MultiModel",
         ),
         ("CreateModel", {"EnableNetworkIsolation": True}, "EnableNetworkIsolation"),
-        ("CreateEndpointConfig", {"DataCaptureConfig": {"EnableCapture": False}}, "DataCaptureConfig"),
+        ("CreateEndpointConfig", {"ExplainerConfig": {"ClarifyExplainerConfig": {}}}, "ExplainerConfig"),
         ("CreateEndpointConfig", {"ShadowProductionVariants": [{"VariantName": "s"}]}, "Shadow"),
         ("CreateEndpointConfig", {"ProductionVariants": [{"AcceleratorType": "ml.eia2.medium"}]}, "Accel"),
         (
