@@ -601,9 +601,10 @@ class Store:
             ("last_modified_time", query.last_modified_time_after, ">"),
         ):
             if bound is not None:
-                # At the API's precision (milliseconds): a time read from Describe* and sent back
-                # as a filter must not match its own resource because of the digits it lost.
-                where.append(f"round({column}, 3) {operator} ?")
+                # At the precision a client holds a time (botocore: microseconds): a time read from
+                # Describe* and sent back as a filter must not match its own resource because of the
+                # digits it lost on the way.
+                where.append(f"round({column}, 6) {operator} ?")
                 args.append(bound)
         if query.status is not None:
             where.append("status = ?")

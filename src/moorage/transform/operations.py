@@ -215,8 +215,8 @@ def _matches(job: TransformJob, request: JsonObject) -> bool:
         ("LastModifiedTimeAfter", job.last_modified_time, False),
     ):
         bound = request.get(member)
-        # At the API's precision (milliseconds), as control/store.py compares list filters.
-        value = round(value, 3)
+        # At the precision a client holds a time (microseconds), as control/store.py compares them.
+        value = round(value, 6)
         if bound is not None and not (value < bound if before else value > bound):
             return False
     return True

@@ -659,3 +659,25 @@ def test_tag_errors(store: Store, ctx: ControlContext) -> None:
     tagged = {"ModelName": "n", "PrimaryContainer": {}, "Tags": [{"Key": "AWS:x", "Value": "y"}]}
     assert "reserved for AWS use: AWS:x" in fails(models.create_model, store, ctx, tagged)
     assert store.get_model("n") is None
+
+
+def test_a_creation_time_sent_back_as_a_filter_does_not_match_its_own_resource(tmp_path: Path) -> None:
+    """A client holds times to the microsecond (botocore parses and sends them so): a model's own
+    CreationTime, read back and sent as CreationTimeAfter, must not list that model."""
+    from datetime import UTC, datetime
+
+    from botocore.serialize import JSONSerializer
+
+    times = iter([1_733_400_000.4567893, 1_733_400_001.2345678])
+    ctx = ControlContext("us-west-2", "123456789012", lambda: next(times))
+    store = Store(tmp_path / "state.sqlite3", clock=ctx.clock)
+    try:
+        make_model(store, ctx, "first")
+        make_model(store, ctx, "second")
+        created = models.describe_model(store, ctx, {"ModelName": "first"})["CreationTime"]
+        held = datetime.fromtimestamp(created, UTC)  # what botocore makes of the answer
+        bound = JSONSerializer()._timestamp_unixtimestamp(held)  # and sends back
+        listed = models.list_models(store, ctx, {"CreationTimeAfter": bound})
+        assert [model["ModelName"] for model in listed["Models"]] == ["second"]
+    finally:
+        store.close()
