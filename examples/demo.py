@@ -250,24 +250,13 @@ def main() -> None:
         seed_example(work, images)
         digits_example(work)
         say(f"done in {time.monotonic() - started:.0f} s")
-        exports = " ".join(
-            f"{name}={os.environ[name]}"
-            for name in (
-                "AWS_ENDPOINT_URL_SAGEMAKER",
-                "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
-                "AWS_ENDPOINT_URL_S3",
-                "AWS_DEFAULT_REGION",
-                "AWS_ACCESS_KEY_ID",
-                "AWS_SECRET_ACCESS_KEY",
-            )
-        )
         ports = "" if info["url"].endswith(":8080") else f"--port {info['url'].rsplit(':', 1)[1]} "
         lines = [
             "",
             "Next:",
             "  # the server's state stays: started again, both endpoints come back by themselves",
-            f"  .venv/bin/moorage serve --data-dir {data_dir} {ports}",
-            f"  export {exports}",
+            f"  .venv/bin/moorage serve --data-dir {data_dir} {ports}  # in another terminal",
+            f'  eval "$(.venv/bin/moorage env --data-dir {data_dir})"  # points the aws CLI and SDKs at it',
             "  .venv/bin/aws sagemaker list-endpoints",
             "  .venv/bin/moorage logs seed-resnet50",
             f"  echo '{json.dumps([sample_digit()])}' > digit.json",

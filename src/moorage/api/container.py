@@ -1,5 +1,8 @@
 """The container contract of `moorage serve-model`: `GET /ping` and `POST /invocations` (spec §2.4).
 
+In batch mode (SAGEMAKER_BATCH) also `GET /execution-parameters`, and /invocations takes bodies up to
+MaxPayloadInMB (execution_parameters.py).
+
 Answers exactly as SageMaker's PyTorch container (toolkit + TorchServe) does: the handler's own
 status, body and reason phrase; no Content-Type on handler errors; TorchServe's JSON error shape
 (`{"code", "type", "message"}`) for failures of the server itself. /ping is answered from the
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 
+from moorage.api.execution_parameters import BatchParameters, request_cap
 from moorage.errors import MoorageError, PayloadTooLarge, ServiceUnavailable, ThrottlingException
 from moorage.httpd import Request, Response
 from moorage.httpd.hosts import BrowserGuard
@@ -65,9 +69,15 @@ def invoke_message(request: Request, body: bytes) -> Invoke:
 
 
 class ContainerApp:
-    def __init__(self, variant: VariantRuntime | None, guard: BrowserGuard | None = None) -> None:
+    def __init__(
+        self,
+        variant: VariantRuntime | None,
+        guard: BrowserGuard | None = None,
+        batch: BatchParameters | None = None,
+    ) -> None:
         self.variant = variant  # None until the model is prepared; /ping says Unhealthy meanwhile
         self.guard = guard
+        self.batch = batch  # None: a real-time container (no /execution-parameters, 6 MiB bodies)
 
     async def __call__(self, request: Request) -> Response:
         refusal = self.guard.check(request) if self.guard is not None else None
@@ -78,13 +88,28 @@ class ContainerApp:
             return Response(200 if healthy else 500, _HEALTHY if healthy else _UNHEALTHY, list(_JSON))
         if request.path in ("/invocations", "/models/model/invoke") and request.method == "POST":
             return await self.invocations(request)
+        if request.path == "/execution-parameters" and request.method == "GET" and self.batch is not None:
+            return self.execution_parameters(self.batch)
         return torchserve_error(
             404, "ResourceNotFoundException", "Requested resource is not found, please refer to API document."
         )
 
+    def execution_parameters(self, batch: BatchParameters) -> Response:
+        """SageMaker's batch contract; MaxConcurrentTransforms defaults to the model's workers."""
+        if batch.concurrency is None and (self.variant is None or not self.variant.started):
+            return torchserve_error(
+                503,
+                "ServiceUnavailableException",
+                "The model is still loading, and MaxConcurrentTransforms (one per worker) is known once "
+                "it has; retry once /ping answers 200, or set SAGEMAKER_MAX_CONCURRENT_TRANSFORMS.",
+            )
+        workers = self.variant.plan.workers if self.variant is not None else 1
+        body = json.dumps(batch.answer(workers)).encode()
+        return Response(200, body, list(_JSON))
+
     async def invocations(self, request: Request) -> Response:
         try:
-            body = await request.body(MAX_PAYLOAD_BYTES)
+            body = await request.body(request_cap(self.batch))
             if self.variant is None or not self.variant.started:
                 raise ServiceUnavailable("The model is still loading; retry once /ping answers 200.")
             outcome = await self.variant.pool.submit(invoke_message(request, body))

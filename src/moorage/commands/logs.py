@@ -1,5 +1,8 @@
 """`moorage logs ENDPOINT`: print an endpoint's logs, optionally following them, like `aws logs tail`.
 
+`moorage logs --transform-job NAME` prints a batch transform job's instead: its streams `NAME/<instance>`
+of the group /aws/sagemaker/TransformJobs (the workers' output and the job's `[sagemaker logs]` lines).
+
 It talks to the server only through the CloudWatch Logs API, with an unchanged boto3 `logs` client,
 so it reads a remote server as well as a local one and exercises the same path the aws CLI uses.
 Each stream is read forward with GetLogEvents (its forward token is CloudWatch's way to say "caught
@@ -20,9 +23,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from moorage.errors import ConfigError, MoorageError
-from moorage.logs.layout import GROUP_PREFIX
+from moorage.logs.layout import GROUP_PREFIX, TRANSFORM_GROUP
 
-__all__ = ["find_group", "parse_since", "register", "server_url"]
+__all__ = ["check_transform_job", "find_group", "parse_since", "register", "server_url"]
 
 EXIT_OK = 0
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -35,14 +38,16 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "logs",
-        help="print an endpoint's logs (its instances' output), optionally following them",
+        help="print an endpoint's or a transform job's logs (its instances' output), optionally following",
         description=(
             "Print the logs of ENDPOINT's instances, one '<variant>/<instance-id> <line>' per line, "
             "interleaved by time, read through the server's CloudWatch Logs API "
-            f"(log group {GROUP_PREFIX}ENDPOINT). Works for deleted endpoints while their files remain."
+            f"(log group {GROUP_PREFIX}ENDPOINT). Works for deleted endpoints while their files remain. "
+            f"With --transform-job NAME, the job's streams NAME/<instance-id> of {TRANSFORM_GROUP}."
         ),
     )
-    parser.add_argument("endpoint", metavar="ENDPOINT")
+    parser.add_argument("endpoint", metavar="ENDPOINT", nargs="?")
+    parser.add_argument("--transform-job", metavar="NAME", help="a batch transform job's logs instead")
     parser.add_argument(
         "-f", "--follow", action="store_true", help="keep printing new lines (every second) until Ctrl+C"
     )
@@ -110,13 +115,28 @@ def find_group(client: Any, endpoint: str) -> str:
     )
 
 
+def check_transform_job(client: Any, job: str) -> None:
+    """Fail with a clear message unless the job (named as it was created) has log streams."""
+    try:
+        page = client.describe_log_streams(
+            logGroupName=TRANSFORM_GROUP, logStreamNamePrefix=f"{job}/", limit=1
+        )
+    except client.exceptions.ResourceNotFoundException:
+        page = {"logStreams": []}
+    if not page["logStreams"]:
+        raise MoorageError(
+            f"Transform job {job!r} has no logs on this server: none of its instances ever ran here "
+            "(or its log files were removed). Check the name with `aws sagemaker list-transform-jobs`."
+        )
+
+
 class _Tail:
     """Per-stream forward tokens: each poll returns what every stream gained since the last one."""
 
-    def __init__(self, client: Any, group: str, variant: str | None, since: int | None) -> None:
+    def __init__(self, client: Any, group: str, prefix: str | None, since: int | None) -> None:
         self.client = client
         self.group = group
-        self.prefix = f"{variant}/" if variant else None
+        self.prefix = prefix
         self.since = since
         self.tokens: dict[str, str] = {}
 
@@ -155,6 +175,18 @@ class _Tail:
         return heapq.merge(*(self._events(stream) for stream in self._streams()), key=lambda e: e[0])
 
 
+def _open_tail(client: Any, args: argparse.Namespace, since: int | None) -> _Tail:
+    if (args.endpoint is None) == (args.transform_job is None):
+        raise ConfigError("name either an ENDPOINT or --transform-job NAME (one of the two)")
+    if args.transform_job is not None:
+        if args.variant:
+            raise ConfigError("--variant applies to endpoints; a transform job has one stream per instance")
+        check_transform_job(client, args.transform_job)
+        return _Tail(client, TRANSFORM_GROUP, f"{args.transform_job}/", since)
+    prefix = f"{args.variant}/" if args.variant else None
+    return _Tail(client, find_group(client, args.endpoint), prefix, since)
+
+
 def _logs(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
@@ -164,7 +196,7 @@ def _logs(args: argparse.Namespace) -> int:
     since = parse_since(args.since, time.time())
     client = _client(url)
     try:
-        tail = _Tail(client, find_group(client, args.endpoint), args.variant, since)
+        tail = _open_tail(client, args, since)
         _print(tail.poll())
         while args.follow:
             time.sleep(POLL_INTERVAL_S)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from moorage import sandbox
 from moorage.api.container import ContainerApp
+from moorage.api.execution_parameters import BatchParameters
 from moorage.artifacts import ModelSource, prepare_model
 from moorage.backends.local import ForkServer, LocalBackend
 from moorage.errors import MoorageError
@@ -76,8 +77,11 @@ async def serve_model(
     port = options.port if options.port is not None else int(environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
     sandbox.at_start(settings.workers.sandbox, log, writable=settings.workers.sandbox_writable)
     backend = LocalBackend(settings, environ, forkserver)
+    batch = BatchParameters.from_environment(env)  # SAGEMAKER_BATCH: a bad value stops us here
     # No authentication on this port: foreign Hosts and cross-site browser requests are refused.
-    app = ContainerApp(None, BrowserGuard.for_server(options.host, settings.server_names, auth_on=False))
+    app = ContainerApp(
+        None, BrowserGuard.for_server(options.host, settings.server_names, auth_on=False), batch
+    )
     server = HttpServer(app, options.host, port, settings.http)
     await server.start()
     log.info("listening on http://%s:%d (/ping, /invocations)", options.host, server.port)

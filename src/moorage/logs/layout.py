@@ -7,6 +7,15 @@ one stream per instance named `<variant>/<instance-id>`. Ours are files under th
                                                   `deployment`: artifact preparation)
     logs/<endpoint>/<variant>/<stem>.log.<base>   its one rotated generation (see rotation.py)
 
+Batch transform jobs share one group, `/aws/sagemaker/TransformJobs`, with a stream `<job>/<instance-id>`
+per instance of each job (the SDK's `logs=True` tails the streams prefixed `<job>/`). Their files are
+
+    logs/_transform-jobs/<job>/transform/<instance-id>.log
+
+(a job's instances run as an endpoint named after the job with one variant, `transform`), rotated like
+the others; `_transform-jobs` is no endpoint's name (no underscores there), and the layout serves the
+group under the key `TRANSFORM_KEY`, which no endpoint name can equal either (it has a slash).
+
 Names come from requests, so every path is built only from parts that match SageMaker's own name
 pattern (letters, digits, inner hyphens: no dots, no slashes) and symbolic links are never followed:
 nothing outside the logs directory can be named or reached.
@@ -24,6 +33,10 @@ from moorage.logs.errors import InvalidParameterException, ResourceNotFoundExcep
 
 __all__ = [
     "GROUP_PREFIX",
+    "TRANSFORM_DIR",
+    "TRANSFORM_GROUP",
+    "TRANSFORM_KEY",
+    "TRANSFORM_VARIANT",
     "LogsLayout",
     "Segment",
     "StreamFiles",
@@ -34,6 +47,10 @@ __all__ = [
 ]
 
 GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
+TRANSFORM_GROUP = "/aws/sagemaker/TransformJobs"
+TRANSFORM_DIR = "_transform-jobs"  # under the logs directory
+TRANSFORM_KEY = "/transform"  # the layout's key of TRANSFORM_GROUP; an endpoint name never has a slash
+TRANSFORM_VARIANT = "transform"  # the one variant a transform job's instances run as
 
 # SageMaker's EndpointName / VariantName pattern (botocore's sagemaker model); instance ids and
 # `deployment` match it too.
@@ -49,11 +66,13 @@ def _valid(name: str) -> bool:
 
 
 def group_name(endpoint: str) -> str:
-    return GROUP_PREFIX + endpoint
+    return TRANSFORM_GROUP if endpoint == TRANSFORM_KEY else GROUP_PREFIX + endpoint
 
 
 def endpoint_of_group(name: str) -> str:
-    """The endpoint a log group name refers to; ResourceNotFoundException for any other name."""
+    """The layout key (an endpoint, or TRANSFORM_KEY) of a log group; ResourceNotFoundException otherwise."""
+    if name == TRANSFORM_GROUP:
+        return TRANSFORM_KEY
     endpoint = name[len(GROUP_PREFIX) :] if name.startswith(GROUP_PREFIX) else ""
     if not _valid(endpoint):
         raise ResourceNotFoundException(_NO_GROUP)
@@ -144,6 +163,11 @@ class LogsLayout:
 
     def __init__(self, logs_dir: Path) -> None:
         self.logs_dir = logs_dir
+        self.transform_dir = logs_dir / TRANSFORM_DIR
+
+    def groups(self) -> list[str]:
+        """The keys of every group there is, sorted by group name: the endpoints, then TransformJobs."""
+        return self.endpoints() + ([TRANSFORM_KEY] if _directory(self.transform_dir) else [])
 
     def endpoints(self) -> list[str]:
         """Every endpoint that has a log directory, deleted endpoints included, sorted."""
@@ -154,6 +178,10 @@ class LogsLayout:
         return sorted(e.name for e in entries if _valid(e.name) and e.is_dir(follow_symlinks=False))
 
     def group_dir(self, endpoint: str) -> Path:
+        if endpoint == TRANSFORM_KEY:
+            if not _directory(self.transform_dir):
+                raise ResourceNotFoundException(_NO_GROUP)
+            return self.transform_dir
         if not _valid(endpoint):
             raise ResourceNotFoundException(_NO_GROUP)
         path = self.logs_dir / endpoint
@@ -169,13 +197,21 @@ class LogsLayout:
         stored = sum(self.snapshot(endpoint, name).stored_bytes for name in self.streams(endpoint))
         return created, stored
 
+    def _stream_dir(self, endpoint: str, first: str) -> Path:
+        """The directory of the streams `<first>/...`: a variant's, or a transform job's instances'."""
+        path = self.group_dir(endpoint) / first
+        return path / TRANSFORM_VARIANT if endpoint == TRANSFORM_KEY else path
+
     def streams(self, endpoint: str) -> list[str]:
-        """The names of an endpoint's streams (`<variant>/<stem>`), sorted."""
+        """The names of a group's streams (`<variant>/<stem>`, or `<job>/<stem>`), sorted."""
         found: set[str] = set()
         for variant in os.scandir(self.group_dir(endpoint)):
             if not (_valid(variant.name) and variant.is_dir(follow_symlinks=False)):
                 continue
-            for entry in os.scandir(variant.path):
+            directory = self._stream_dir(endpoint, variant.name)
+            if not _directory(directory):
+                continue
+            for entry in os.scandir(directory):
                 if not entry.is_file(follow_symlinks=False):
                     continue
                 rotated = rotated_base(entry.name)
@@ -189,7 +225,7 @@ class LogsLayout:
         variant, slash, stem = stream.partition("/")
         if not (slash and _valid(variant) and _valid(stem)):
             raise ResourceNotFoundException(_NO_STREAM)
-        directory = self.group_dir(endpoint) / variant
+        directory = self._stream_dir(endpoint, variant)
         if not _directory(directory):
             raise ResourceNotFoundException(_NO_STREAM)
         segments: list[Segment] = []

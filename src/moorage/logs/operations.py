@@ -121,7 +121,7 @@ def describe_log_groups(ctx: LogsContext, params: JsonObject) -> JsonObject:
     after, _ = decode_page_token(params["nextToken"]) if params.get("nextToken") else (None, 0)
     names = [
         name
-        for name in map(group_name, ctx.layout.endpoints())
+        for name in map(group_name, ctx.layout.groups())
         if standard
         and (prefix is None or name.startswith(prefix))
         and (pattern is None or pattern.lower() in name.lower())

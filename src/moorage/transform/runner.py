@@ -36,6 +36,7 @@ from moorage.control.arns import name_key
 from moorage.control.reconciler import model_source
 from moorage.control.records import JsonObject
 from moorage.errors import MoorageError
+from moorage.logs.layout import TRANSFORM_DIR, TRANSFORM_VARIANT
 from moorage.runtime.instance_types import plan_instance
 from moorage.runtime.outcomes import Answered, Died, Outcome, TimedOut
 from moorage.runtime.pool import next_request_id
@@ -43,6 +44,7 @@ from moorage.runtime.variant import VariantRuntime, VariantSetup
 from moorage.settings import ContainerConfig, Settings
 from moorage.transform.config import JobConfig, output_key, relative_name, split_s3_uri
 from moorage.transform.dataproc import FilterError, split_answer
+from moorage.transform.joblog import JobLog
 from moorage.transform.records import InputObject, ObjectState, TransformJob, TransformStatus
 from moorage.transform.s3io import Storage, StorageError
 from moorage.transform.split import Payload, SplitError, decompressed, request_bodies
@@ -108,7 +110,8 @@ class TransformRunner:
         self.settings = settings
         self.storage = storage
         self.s3_local_root = s3_local_root
-        self.logs_dir = settings.data_dir / "transform" / "logs"
+        self.logs_dir = settings.logs_dir / TRANSFORM_DIR  # the log group /aws/sagemaker/TransformJobs
+        self._job_logs: dict[str, JobLog] = {}
         self._live: dict[str, _Live] = {}
         # Built on the event loop; jobs may be created before `recover` runs.
         self._loop = asyncio.get_running_loop()
@@ -242,6 +245,9 @@ class TransformRunner:
             )
         finally:
             self._live.pop(name_key(name), None)
+            job_log = self._job_logs.pop(name_key(name), None)
+            if job_log is not None:
+                job_log.close()
 
     async def _end(self, name: str, status: TransformStatus, reason: str | None) -> None:
         allowed = (
@@ -366,7 +372,7 @@ class TransformRunner:
         await self.backend.start()
         setup = VariantSetup(
             endpoint=job.name,
-            variant="transform",
+            variant=TRANSFORM_VARIANT,
             prepared=prepared,
             environment={},
             instance_type=config.instance_type,
@@ -389,6 +395,7 @@ class TransformRunner:
         except MoorageError as exc:
             await asyncio.to_thread(prepared.release)
             raise _JobFailed(f"The model's instances could not start: {exc.message}") from None
+        self._job_log(job.name).attach(runtime.groups[0].log_path)
         return runtime
 
     async def _transform_objects(
@@ -551,14 +558,15 @@ class TransformRunner:
             return answer + b"\n"
         return answer
 
+    def _job_log(self, job: str) -> JobLog:
+        key = name_key(job)
+        if key not in self._job_logs:
+            self._job_logs[key] = JobLog(job, self.logs_dir / job / TRANSFORM_VARIANT)
+        return self._job_logs[key]
+
     def _data_log(self, job: str, line: str) -> None:
-        """SageMaker's `[sagemaker logs]` lines: in the server log and in the job's data log."""
-        log.info("transform job %s: %s", job, line)
-        path = self.logs_dir / job / "data-log.log"
-        with contextlib.suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} [sagemaker logs]: {line}\n")
+        """SageMaker's `[sagemaker logs]` lines: in the server log and in the job's log streams."""
+        self._job_log(job).write(line)
 
 
 def _take(bodies: Iterator[Payload], count: int, budget: int) -> list[Payload]:
