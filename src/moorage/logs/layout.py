@@ -200,7 +200,11 @@ class LogsLayout:
     def _stream_dir(self, endpoint: str, first: str) -> Path:
         """The directory of the streams `<first>/...`: a variant's, or a transform job's instances'."""
         path = self.group_dir(endpoint) / first
-        return path / TRANSFORM_VARIANT if endpoint == TRANSFORM_KEY else path
+        if endpoint != TRANSFORM_KEY:
+            return path
+        if not _directory(path):  # the job's directory itself, never through a symbolic link
+            raise ResourceNotFoundException(_NO_STREAM)
+        return path / TRANSFORM_VARIANT
 
     def streams(self, endpoint: str) -> list[str]:
         """The names of a group's streams (`<variant>/<stem>`, or `<job>/<stem>`), sorted."""

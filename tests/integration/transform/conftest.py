@@ -22,7 +22,7 @@ import pytest
 
 from moorage.examples.builders import pack
 from support.hosting import FAST, IMAGE
-from support.servers import RunningServer, start_server, wait_until_gone
+from support.servers import REGION, RunningServer, start_server, wait_until_gone
 
 SCORE_HANDLER = textwrap.dedent("""
     import json
@@ -54,12 +54,29 @@ SCORE_HANDLER = textwrap.dedent("""
 """)
 
 
+def pack_handler(root: Path, source: str) -> Path:
+    """`root/model.tar.gz`, whose code/inference.py is `source`."""
+    (root / "model" / "code").mkdir(parents=True)
+    (root / "model" / "code" / "inference.py").write_text(source)
+    return pack(root / "model", root / "model.tar.gz")
+
+
+def sdk_environment(monkeypatch: pytest.MonkeyPatch, server: RunningServer, home: Path) -> None:
+    """Point the unchanged SageMaker SDK (and its boto3 clients) at `server` (docs/sagemaker-sdk.md)."""
+    assert server.s3_url is not None
+    for variable in ("SAGEMAKER", "SAGEMAKER_RUNTIME", "IAM", "CLOUDWATCH_LOGS"):
+        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{variable}", server.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.s3_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    monkeypatch.setenv("HOME", str(home))
+
+
 @pytest.fixture(scope="session")
 def score_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("score")
-    (root / "model" / "code").mkdir(parents=True)
-    (root / "model" / "code" / "inference.py").write_text(SCORE_HANDLER)
-    return pack(root / "model", root / "score.tar.gz")
+    return pack_handler(tmp_path_factory.mktemp("score"), SCORE_HANDLER)
 
 
 class Gate:

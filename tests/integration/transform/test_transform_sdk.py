@@ -2,7 +2,7 @@
 
 The SDK is pointed at the server only through the environment (AWS_ENDPOINT_URL_*), as
 docs/sagemaker-sdk.md says. `logs=False`: with logs the SDK polls DescribeTransformJob only every
-30 s, and moorage does not serve the /aws/sagemaker/TransformJobs log group yet (docs/transform.md).
+30 s (test_transform_logs.py runs it with `logs=True`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from support.hosting import IMAGE
 from support.servers import REGION, RunningServer
 
-from .conftest import keys, new_bucket, read
+from .conftest import keys, new_bucket, read, sdk_environment
 
 pytestmark = pytest.mark.slow
 
@@ -24,15 +24,7 @@ pytestmark = pytest.mark.slow
 def test_sdk_transformer_scores_csv_lines(
     server: RunningServer, score_tar: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    assert server.s3_url is not None
-    for variable in ("SAGEMAKER", "SAGEMAKER_RUNTIME", "IAM", "LOGS"):
-        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{variable}", server.url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.s3_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-    monkeypatch.setenv("HOME", str(tmp_path))
+    sdk_environment(monkeypatch, server, tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the SDK's own deprecation and config notices
         from sagemaker.model import Model
