@@ -8,7 +8,7 @@ Invariants:
   runs `queued` and `running` rows again; one that had started before first checks whether its
   output or failure object was already published and, if so, is not run again, so each request gets
   exactly one result object;
-- the result object is written to a staged file and published whole (transform/s3io.py), then the row
+- the result object is written to a staged file and published whole (s3io.py), then the row
   moves to `notify` and the SNS notification is sent; a publish that fails leaves the row queued to run
   again later (ResponseUploadFailures);
 - a request that waited longer than its RequestTTLSeconds is not run: it is counted (ExpiredRequests)
@@ -43,7 +43,7 @@ from moorage.errors import MoorageError
 from moorage.runtime.outcomes import Answered, Died, Outcome, TimedOut
 from moorage.runtime.pool import next_request_id
 from moorage.runtime.router import RoutedVariant, Router
-from moorage.transform.s3io import Storage, StorageError
+from moorage.s3io import Storage, StorageError
 from moorage.worker.protocol import Invoke
 
 __all__ = ["Dispatcher"]

@@ -56,7 +56,7 @@ class EmbeddedInputs:
 
 
 class ExternalInputs:
-    """An S3 over HTTP (AWS_ENDPOINT_URL_S3, or AWS): the same client settings as transform/s3io.py."""
+    """An S3 over HTTP (AWS_ENDPOINT_URL_S3, or AWS): the same client settings as s3io.py."""
 
     def __init__(self, endpoint_url: str | None) -> None:
         session = server_credentials.session()

@@ -23,8 +23,8 @@ from moorage.asyncinf.store import QueueStore
 from moorage.control.store import Store
 from moorage.runtime.metrics import Metrics
 from moorage.runtime.router import Router
+from moorage.s3io import open_storage
 from moorage.settings import Settings
-from moorage.transform.s3io import EmbeddedStorage, ExternalStorage, Storage
 
 __all__ = ["AsyncService", "open_async"]
 
@@ -64,13 +64,10 @@ async def open_async(
     store = await asyncio.get_running_loop().run_in_executor(
         executor, QueueStore, settings.data_dir / QUEUE_FILE
     )
-    storage: Storage
-    inputs: InputReader
-    if s3_local_root is not None:
-        storage, inputs = EmbeddedStorage(s3_local_root), EmbeddedInputs(s3_local_root)
-    else:
-        storage = ExternalStorage(external_s3, settings.data_dir / "async" / "staging")
-        inputs = ExternalInputs(external_s3)
+    storage = open_storage(s3_local_root, external_s3, settings.data_dir / "async" / "staging")
+    inputs: InputReader = (
+        EmbeddedInputs(s3_local_root) if s3_local_root is not None else ExternalInputs(external_s3)
+    )
     async_metrics = AsyncMetrics()
     metrics.add_renderer(async_metrics.render)
 

@@ -26,8 +26,8 @@ from moorage.control.records import EndpointStatus
 from moorage.control.store import Store
 from moorage.runtime.metrics import Metrics
 from moorage.runtime.router import EndpointRoute, Router
+from moorage.s3io import open_storage
 from moorage.settings import Settings
-from moorage.transform.s3io import EmbeddedStorage, ExternalStorage, Storage
 
 __all__ = ["CaptureService", "Invocation", "open_capture"]
 
@@ -141,11 +141,7 @@ def open_capture(
 ) -> CaptureService:
     """`s3_local_root`: the embedded store's directory when captures go there (else `external_s3`, or
     AWS itself when that is None too)."""
-    storage: Storage
-    if s3_local_root is not None:
-        storage = EmbeddedStorage(s3_local_root)
-    else:
-        storage = ExternalStorage(external_s3, settings.data_dir / "capture" / "staging")
+    storage = open_storage(s3_local_root, external_s3, settings.data_dir / "capture" / "staging")
     capture_metrics = CaptureMetrics()
     metrics.add_renderer(capture_metrics.render)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-writer")

@@ -21,7 +21,7 @@ from concurrent.futures import Executor
 
 from moorage.capture.metrics import CaptureMetrics
 from moorage.capture.records import Captured, hour_prefix, record_line
-from moorage.transform.s3io import Storage
+from moorage.s3io import Storage
 
 __all__ = ["CaptureWriter"]
 

@@ -41,12 +41,12 @@ from moorage.runtime.instance_types import plan_instance
 from moorage.runtime.outcomes import Answered, Died, Outcome, TimedOut
 from moorage.runtime.pool import next_request_id
 from moorage.runtime.variant import VariantRuntime, VariantSetup
+from moorage.s3io import Storage, StorageError
 from moorage.settings import ContainerConfig, Settings
 from moorage.transform.config import JobConfig, output_key, relative_name, split_s3_uri
 from moorage.transform.dataproc import FilterError, split_answer
 from moorage.transform.joblog import JobLog
 from moorage.transform.records import InputObject, ObjectState, TransformJob, TransformStatus
-from moorage.transform.s3io import Storage, StorageError
 from moorage.transform.split import Payload, SplitError, decompressed, request_bodies
 from moorage.transform.store import MAX_FAILURE_REASON, TransformStore
 from moorage.worker.protocol import Invoke, WorkerSpec

@@ -14,10 +14,10 @@ from pathlib import Path
 from moorage.backends.base import Backend
 from moorage.control.arns import ControlContext
 from moorage.runtime.metrics import Metrics
+from moorage.s3io import open_storage
 from moorage.settings import Settings
 from moorage.transform.operations import Operation, TransformApi
 from moorage.transform.runner import TransformRunner
-from moorage.transform.s3io import EmbeddedStorage, ExternalStorage, Storage
 from moorage.transform.store import TransformStore
 
 __all__ = ["TransformService", "open_transform"]
@@ -58,11 +58,7 @@ async def open_transform(
     store = await loop.run_in_executor(
         store_executor, lambda: TransformStore(settings.db_path, clock=ctx.clock)
     )
-    storage: Storage
-    if s3_local_root is not None:
-        storage = EmbeddedStorage(s3_local_root)
-    else:
-        storage = ExternalStorage(external_s3, settings.data_dir / "transform" / "staging")
+    storage = open_storage(s3_local_root, external_s3, settings.data_dir / "transform" / "staging")
     runner = TransformRunner(
         store=store,
         store_executor=store_executor,

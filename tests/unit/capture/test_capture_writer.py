@@ -13,7 +13,7 @@ from moorage.capture.metrics import CaptureMetrics
 from moorage.capture.records import RECORD_OVERHEAD_BYTES, Captured, record_line
 from moorage.capture.writer import CaptureWriter
 from moorage.s3.storage import Store
-from moorage.transform.s3io import EmbeddedStorage
+from moorage.s3io import EmbeddedStorage
 
 CONFIG = CaptureConfig.from_json(
     {

@@ -26,7 +26,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 from moorage import server_credentials
 from moorage.artifacts.sources import CHUNK_BYTES
 
-__all__ = ["EmbeddedStorage", "ExternalStorage", "InputListing", "OutputFile", "Storage", "StorageError"]
+__all__ = [
+    "EmbeddedStorage",
+    "ExternalStorage",
+    "InputListing",
+    "OutputFile",
+    "Storage",
+    "StorageError",
+    "open_storage",
+]
 
 
 class StorageError(Exception):
@@ -229,3 +237,11 @@ class _ExternalOutput:
     def abort(self) -> None:
         self._file.close()
         Path(self._file.name).unlink(missing_ok=True)
+
+
+def open_storage(s3_local_root: Path | None, external_s3: str | None, staging_dir: Path) -> Storage:
+    """The server's own S3 for a feature's objects: its embedded store when `s3_local_root` is given,
+    else the S3 at `external_s3` (AWS itself when None), with outputs staged in `staging_dir`."""
+    if s3_local_root is not None:
+        return EmbeddedStorage(s3_local_root)
+    return ExternalStorage(external_s3, staging_dir)
