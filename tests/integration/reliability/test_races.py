@@ -80,6 +80,7 @@ class Poller:
         self.name = name
         self.seen: list[str] = []
         self.problems: list[str] = []
+        self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="poller")
 
@@ -106,8 +107,18 @@ class Poller:
             if self.seen and status not in NEXT[self.seen[-1]]:
                 self.problems.append(f"{self.seen[-1]} → {status}")
             if not self.seen or self.seen[-1] != status:
-                self.seen.append(status)
+                with self._changed:
+                    self.seen.append(status)
+                    self._changed.notify_all()
             time.sleep(0.02)
+
+    def wait_seen(self, status: str, timeout: float = 60.0) -> None:
+        """Until the poller itself has seen `status`: the test's own wait saw it first, and the next
+        write could end that state before the poller's next look, leaving a gap that is no
+        transition at all (say Creating → Deleting when InService came between two polls)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: bool(self.seen) and self.seen[-1] == status, timeout):
+                self.problems.append(f"the poller never saw {status} (it saw {self.seen})")
 
     def _check(self, described: dict[str, Any]) -> None:
         status = described["EndpointStatus"]
@@ -164,6 +175,7 @@ def test_racing_writers_leave_one_winner_and_no_orphans(
         assert outcomes == [in_progress] * THREADS
 
         wait_status(sm, name, {"InService"})
+        poller.wait_seen("InService")
         outcomes = race(
             [
                 functools.partial(c.update_endpoint, EndpointName=name, EndpointConfigName=second)
@@ -181,6 +193,7 @@ def test_racing_writers_leave_one_winner_and_no_orphans(
             assert updates == {("ok", ""): 1, in_progress: 3}, outcomes
             assert deletes == {in_progress: 4}, outcomes
             assert wait_status(sm, name, {"InService"})["EndpointConfigName"] == second
+            poller.wait_seen("InService")
             sm.delete_endpoint(EndpointName=name)
         else:
             # A delete won: the updates were refused; the other deletes are accepted (it is Deleting).
