@@ -56,10 +56,20 @@ def write_transaction(
 class WalFile:
     """One store's SQLite file: its connection (opened with `open_wal`), its lock and its transactions."""
 
-    def __init__(self, path: Path, what: str) -> None:
+    def __init__(self, path: Path, what: str, schema: str = "") -> None:
+        """`schema`: `;`-separated statements (CREATE ... IF NOT EXISTS) run in one write transaction;
+        the file is closed again if they fail."""
         self.what = what  # for "the <what> is closed"
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = open_wal(path)
+        try:
+            with self.write() as conn:
+                for statement in schema.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+        except BaseException:
+            self.close()
+            raise
 
     def write(self) -> AbstractContextManager[sqlite3.Connection]:
         return write_transaction(self._lock, self._conn, self.what)

@@ -62,13 +62,7 @@ class AsyncRequest:
 
 class QueueStore:
     def __init__(self, path: Path) -> None:
-        self._file = WalFile(path, "async queue store")
-        try:
-            with self._file.write() as conn:
-                conn.execute(_SCHEMA)
-        except BaseException:
-            self.close()
-            raise
+        self._file = WalFile(path, "async queue store", _SCHEMA)
 
     def close(self) -> None:
         self._file.close()

@@ -126,6 +126,8 @@ async def _serve(
         )
         await s3_server.start()
     external_s3 = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+    # The embedded store is read and written from disk unless clients were pointed at another S3.
+    s3_local_root = None if external_s3 or s3_server is None else settings.s3_dir
     reconciler = Reconciler(
         store=store,
         store_executor=store_executor,
@@ -133,7 +135,7 @@ async def _serve(
         backend=backend,
         settings=settings,
         metrics=metrics,
-        s3_local_root=None if external_s3 or s3_server is None else settings.s3_dir,
+        s3_local_root=s3_local_root,
     )
     control = ControlPlane(
         store,
@@ -152,7 +154,7 @@ async def _serve(
         control.ctx,
         store_executor=store_executor,
         backend=backend,
-        s3_local_root=None if external_s3 or s3_server is None else settings.s3_dir,
+        s3_local_root=s3_local_root,
         external_s3=external_s3,
         metrics=metrics,
     )
@@ -165,7 +167,7 @@ async def _serve(
         control_executor=store_executor,
         router=router,
         metrics=metrics,
-        s3_local_root=None if external_s3 or s3_server is None else settings.s3_dir,
+        s3_local_root=s3_local_root,
         external_s3=external_s3,
     )
     # Data capture: sampled invocations written to S3 (the embedded store or the external one) off the
@@ -176,7 +178,7 @@ async def _serve(
         control_executor=store_executor,
         router=router,
         metrics=metrics,
-        s3_local_root=None if external_s3 or s3_server is None else settings.s3_dir,
+        s3_local_root=s3_local_root,
         external_s3=external_s3,
     )
     # Application Auto Scaling's API on the same port, over the same store; the autoscaler acts on it.

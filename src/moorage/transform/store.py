@@ -47,15 +47,7 @@ class TransformStore:
     def __init__(self, path: Path, *, clock: Callable[[], float]) -> None:
         self.path = path
         self._clock = clock
-        self._file = WalFile(path, "transform store")
-        try:
-            with self._write() as conn:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-        except BaseException:
-            self.close()
-            raise
+        self._file = WalFile(path, "transform store", _SCHEMA)
 
     def close(self) -> None:
         self._file.close()
