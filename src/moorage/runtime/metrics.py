@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Metrics", "render_prometheus"]
+__all__ = ["LATENCY_BUCKETS_US", "Metrics", "render_prometheus"]
 
 # Histogram buckets in microseconds: 100 µs to 60 s.
 _BUCKETS_US = (
@@ -36,6 +36,7 @@ _BUCKETS_US = (
     30_000_000,
     60_000_000,
 )
+LATENCY_BUCKETS_US = _BUCKETS_US  # upper bounds; cloudwatch/history.py estimates percentiles from them
 
 
 @dataclass

@@ -40,7 +40,14 @@ __all__ = [
 ]
 
 # Service ids (botocore's names) of the APIs `moorage serve` answers on its main port.
-SERVED_ON_API_PORT = ("SageMaker", "SageMaker Runtime", "IAM", "CloudWatch Logs", "Application Auto Scaling")
+SERVED_ON_API_PORT = (
+    "SageMaker",
+    "SageMaker Runtime",
+    "IAM",
+    "CloudWatch Logs",
+    "Application Auto Scaling",
+    "CloudWatch",
+)
 DEFAULTS_FILE = "sagemaker-config.yaml"
 SECRET_VARIABLE = "AWS_SECRET_ACCESS_KEY"
 _WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]"})

@@ -74,6 +74,7 @@ CLIENT_NAMES = {
     "IAM": "iam",
     "CloudWatch Logs": "logs",
     "Application Auto Scaling": "application-autoscaling",
+    "CloudWatch": "cloudwatch",
     "S3": "s3",
 }
 
