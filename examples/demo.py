@@ -5,6 +5,8 @@
 3. Upload model.tar.gz to moorage's S3 store, as the post does with `aws s3 cp`.
 4. Deploy it with moorage's SDK on 2 instances, and invoke it with {"url": ...} for an image served here.
 5. Train a small model on scikit-learn's digits, deploy it, and measure its accuracy through the endpoint.
+   Then train a character-level GRU on the Zen of Python and stream its text, token by token, through
+   boto3's invoke_endpoint_with_response_stream (a handler that yields).
 6. Stop the server cleanly (its state stays; `moorage serve --data-dir demo-data/server` brings it back),
    or keep it running with `--keep-running`.
 
@@ -36,6 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo-data"  # --dir changes it
 REGION = "us-east-1"
+STREAM_PROMPT = "Beautiful is"  # the streaming example's request (tests/integration/test_demo.py reads it)
+STREAM_TOKENS = 120
 
 
 def say(message: str) -> None:
@@ -215,6 +219,51 @@ def digits_example(work: Path) -> None:
     )
 
 
+def streaming_example(work: Path) -> None:
+    """A handler that yields: each character leaves the worker as it is sampled (docs/streaming.md)."""
+    import boto3
+
+    from moorage import PyTorchModel
+    from moorage.examples.builders import pack
+    from moorage.examples.textgen import train_text_model
+
+    say("training a character-level GRU on the Zen of Python (read from the stdlib's `this` module)")
+    started = time.monotonic()
+    loss = train_text_model(work / "textgen")
+    say(f"  trained in {time.monotonic() - started:.1f} s (final loss {loss:.2f} nats per character)")
+    model_data = upload(
+        pack(work / "textgen", work / "textgen.tar.gz"), "moorage-demo", "textgen/model.tar.gz"
+    )
+    PyTorchModel(
+        model_data=model_data,
+        role="arn:aws:iam::000000000000:role/demo",
+        framework_version="2.1",
+        py_version="py310",
+    ).deploy(instance_type="ml.m5.large", initial_instance_count=1, endpoint_name="textgen")
+    request = {"prompt": STREAM_PROMPT, "max_new_tokens": STREAM_TOKENS, "temperature": 0.8, "seed": 0}
+    say(f"endpoint textgen streams: invoke_endpoint_with_response_stream {json.dumps(request)} →")
+    runtime = boto3.client("sagemaker-runtime")
+    sent = time.perf_counter()
+    response = runtime.invoke_endpoint_with_response_stream(
+        EndpointName="textgen", Body=json.dumps(request), ContentType="application/json"
+    )
+    first_s = 0.0
+    parts = 0
+    print(f"      {STREAM_PROMPT}", end="", flush=True)
+    for event in response["Body"]:
+        if not parts:
+            first_s = time.perf_counter() - sent
+        parts += 1
+        token = event["PayloadPart"]["Bytes"].decode()
+        print(token.replace("\n", "\n      "), end="", flush=True)  # each token as it arrives
+    whole_s = time.perf_counter() - sent
+    print()
+    say(
+        f"  {parts} tokens in {parts} PayloadParts: the first after {first_s * 1000:.0f} ms, "
+        f"the whole answer after {whole_s * 1000:.0f} ms"
+    )
+
+
 def sample_digit() -> list[float]:
     """One held-out image, rounded, for the command line the demo suggests."""
     from moorage.examples.digits import load_digits_split
@@ -249,6 +298,7 @@ def main() -> None:
         point_clients_at(info)
         seed_example(work, images)
         digits_example(work)
+        streaming_example(work)
         say(f"done in {time.monotonic() - started:.0f} s")
         ports = "" if info["url"].endswith(":8080") else f"--port {info['url'].rsplit(':', 1)[1]} "
         lines = [
@@ -262,6 +312,7 @@ def main() -> None:
             f"  echo '{json.dumps([sample_digit()])}' > digit.json",
             "  .venv/bin/aws sagemaker-runtime invoke-endpoint --endpoint-name digits \\",
             "      --content-type application/json --body fileb://digit.json /dev/stdout",
+            '  .venv/bin/moorage invoke textgen --stream --json \'{"prompt": "Errors should"}\'',
             "",
         ]
         print("\n".join(lines))

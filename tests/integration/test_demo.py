@@ -2,7 +2,8 @@
 
 README ("What `make demo` shows"): it starts `moorage serve`, deploys the seed's ResNet-50 example on 2
 instances and prints the top-3 answer for a locally served image, then trains a model on scikit-learn's
-digits, deploys it and reports its accuracy measured through the endpoint. The printed answers are
+digits, deploys it and reports its accuracy measured through the endpoint, then streams a small text
+model's tokens through invoke_endpoint_with_response_stream. The printed answers are
 checked against the same models run in-process from the files the demo left behind: the top 3 with
 the seed's own inference.py, the accuracy with the TorchScript model on the same held-out images.
 """
@@ -16,6 +17,7 @@ import sys
 import uuid
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +41,26 @@ def in_process_accuracy(model_file: Path) -> float:
     with torch.no_grad():
         scores = model(torch.from_numpy(data.test_x))
     return float((scores.argmax(dim=1).numpy() == data.test_y).mean())
+
+
+def in_process_stream(model_dir: Path, request: dict[str, Any]) -> str:
+    import torch
+
+    from moorage.examples.textgen import load_text_model
+    from moorage.examples.textgen_handler import generate
+
+    model, vocab = load_text_model(model_dir)
+    torch.set_num_threads(1)
+    return "".join(
+        generate(
+            model,
+            vocab,
+            request["prompt"],
+            request["max_new_tokens"],
+            request["temperature"],
+            request["seed"],
+        )
+    )
 
 
 def test_make_demo_prints_the_answers_the_models_give(tmp_path: Path, image_server: str) -> None:
@@ -75,3 +97,15 @@ def test_make_demo_prints_the_answers_the_models_give(tmp_path: Path, image_serv
     assert match.group(2) == f"{accuracy:.1%}".rstrip("%")
     assert accuracy > 0.9, "the demo's point: answers that mean something"
     assert "fileb://digit.json" in out and "--cli-binary-format" not in out  # works with aws CLI 1.x
+
+    # The stream: the text printed token by token is what the trained model samples in-process with the
+    # same request, and every token came in a PayloadPart of its own.
+    at = next(i for i, line in enumerate(lines) if "endpoint textgen streams:" in line)
+    request = json.loads(lines[at].split("invoke_endpoint_with_response_stream ", 1)[1].split(" →", 1)[0])
+    end = next(i for i in range(at, len(lines)) if "PayloadParts: the first after" in lines[i])
+    printed_text = "\n".join(line.removeprefix("      ") for line in lines[at + 1 : end])
+    expected_text = in_process_stream(demo_dir / "work" / "textgen", request)
+    assert printed_text == request["prompt"] + expected_text
+    tokens = len(expected_text)
+    assert tokens == request["max_new_tokens"]
+    assert f"{tokens} tokens in {tokens} PayloadParts" in lines[end]

@@ -1,4 +1,4 @@
-"""AWS event-stream framing, as InvokeEndpointWithResponseStream sends it (spec §4.5, must-match 25).
+"""AWS event-stream framing, as InvokeEndpointWithResponseStream sends it (spec §4.5, §c.4, must-match 25).
 
 One message:  [u32 total length][u32 headers length][u32 CRC32 of those 8 bytes]
               [headers][payload][u32 CRC32 of everything before it], all big-endian.
@@ -50,10 +50,15 @@ def payload_part(data: bytes) -> bytes:
     )
 
 
-def exception_event(kind: str, message: str, error_code: str) -> bytes:
-    """An in-stream error such as ModelStreamError; boto3 raises EventStreamError with `message`."""
-    payload = json.dumps({"Message": message, "ErrorCode": error_code}).encode()
+def exception_event(kind: str, message: str, error_code: str | None = None) -> bytes:
+    """An in-stream error such as ModelStreamError; boto3 raises EventStreamError with `message`.
+
+    The payload is `{"Message", "ErrorCode"}` (ModelStreamError) or `{"Message"}` (InternalStreamFailure),
+    the message cut to SageMaker's 2,048 characters (spec §c.4)."""
+    fields = {"Message": message[:2048]}
+    if error_code is not None:
+        fields["ErrorCode"] = error_code
     return _message(
         ((":message-type", "exception"), (":exception-type", kind), (":content-type", "application/json")),
-        payload,
+        json.dumps(fields).encode(),
     )

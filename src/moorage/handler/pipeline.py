@@ -8,6 +8,10 @@ becomes the toolkit's error response (spec §2.10): status 500 or the toolkit er
 `str(e)` on one line, body `str(e)`. Deviation (STYLE.md): the traceback goes to `log`, and into the
 body only with `tracebacks_in_errors`.
 
+A result that is an iterator or generator streams (moorage's extension, docs/streaming.md): its first
+item becomes the body and the rest ride in `HandlerResponse.parts` (moorage.streaming.parts); with the
+default output_fn, predict_fn's generator is passed through as it is.
+
 Batches (`Handler.transform_batch`, SAGEMAKER_TS_BATCH_SIZE > 1) are moorage's own contract.
 SageMaker never hands user code a batch; it loops, reads request 0's headers for every item and
 fails the whole batch when one item fails (spec §2.11). Here:
@@ -55,6 +59,7 @@ from moorage.handler.context import Context, RequestProcessor
 from moorage.handler.defaults import DefaultHandlers
 from moorage.handler.loader import HandlerFunctions, load_functions
 from moorage.handler.toolkit_errors import describe_failure
+from moorage.streaming.parts import PartIterator, is_stream
 
 __all__ = ["Handler", "HandlerOptions", "HandlerRequest", "HandlerResponse"]
 
@@ -81,6 +86,8 @@ class HandlerResponse:
     headers: tuple[tuple[str, str], ...]  # response headers user code set through the context
     reason: str | None  # reason phrase: the error's, CR/LF replaced by spaces, or what user code set
     log: str | None  # full traceback / detail for the worker's log when it failed
+    # A streaming handler's parts after the first (which is `body`); None when it answered in one piece.
+    parts: PartIterator | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,8 @@ class Handler:
         self._context = context
         self._options = options
         self._warned_unbatchable = False
+        # predict_fn's iterator streams through the default output_fn untouched (moorage.streaming).
+        self._default_output = isinstance(getattr(functions.output_fn.fn, "__self__", None), DefaultHandlers)
 
     @classmethod
     def load(cls, *, model_dir: Path, program: str, options: HandlerOptions) -> Handler:
@@ -153,7 +162,10 @@ class Handler:
             else:
                 data = fns.input_fn(ctx, body, request.content_type)
                 prediction = fns.predict_fn(ctx, data, self._model)
-                result = fns.output_fn(ctx, prediction, accept)
+                if self._default_output and is_stream(prediction):
+                    result = prediction
+                else:
+                    result = fns.output_fn(ctx, prediction, accept)
             return self._reply(result, accept, processor)
         except Exception as exc:
             return self._failure(exc, processor)
@@ -181,7 +193,10 @@ class Handler:
             try:
                 if isinstance(prediction, _Failed):
                     raise prediction.error
-                result = self._functions.output_fn(self._context, prediction, item.accept)
+                if self._default_output and is_stream(prediction):
+                    result = prediction
+                else:
+                    result = self._functions.output_fn(self._context, prediction, item.accept)
                 responses[item.index] = self._reply(result, item.accept, processor)
             except Exception as exc:
                 responses[item.index] = self._failure(exc, processor)
@@ -221,6 +236,11 @@ class Handler:
     def _reply(self, result: Any, accept: str, processor: RequestProcessor) -> HandlerResponse:
         """The success response: body and Content-Type from a tuple, or the body and the Accept."""
         body, content_type = (result[0], result[1]) if isinstance(result, tuple) else (result, accept)
+        parts = None
+        if is_stream(body):
+            # The first item is taken here, so a handler that fails before it answers an ordinary error.
+            parts = PartIterator(body)
+            body = next(parts, b"")
         try:
             payload = _body_bytes(body)
         except (TypeError, ValueError):
@@ -243,6 +263,7 @@ class Handler:
             headers=_response_headers(processor),
             reason=processor.get_response_status_phrase() or None,
             log=None,
+            parts=parts,
         )
 
     def _failure(self, exc: Exception, processor: RequestProcessor) -> HandlerResponse:

@@ -87,6 +87,7 @@ class HttpProtocol(asyncio.Protocol):
         self._reading_paused_by_pipeline = False
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        self._streaming = False  # writing a StreamingResponse: a client that leaves cancels it
         # Deadlines: one timer, re-armed as the connection moves between phases.
         self._deadline = math.inf
         self._phase = "idle"  # idle | headers | body | busy
@@ -128,6 +129,8 @@ class HttpProtocol(asyncio.Protocol):
                 request.reader.fail(ConnectionResetError("client closed the connection"))
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_exception(ConnectionResetError("client closed the connection"))
+        elif self._streaming and self._cycle is not None:
+            self._cycle.cancel()  # the body's producer stops now, not at its next chunk (moorage.streaming)
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -347,15 +350,22 @@ class HttpProtocol(asyncio.Protocol):
         if request.method == "HEAD":
             return
         chunked = response.content_length is None
-        async for chunk in response.chunks:
-            if not chunk:
-                continue
-            if chunked:
-                self.transport.writelines([b"%x\r\n" % len(chunk), chunk, b"\r\n"])
-            else:
-                self.transport.write(chunk)
-            if self._write_paused:
-                await self._drain()
+        self._streaming = True
+        try:
+            async for chunk in response.chunks:
+                if not chunk:
+                    continue
+                if chunked:
+                    self.transport.writelines([b"%x\r\n" % len(chunk), chunk, b"\r\n"])
+                else:
+                    self.transport.write(chunk)
+                if self._write_paused:
+                    await self._drain()
+        finally:
+            self._streaming = False
+            aclose = getattr(response.chunks, "aclose", None)
+            if aclose is not None:  # an async generator left at a yield runs its `finally` now
+                await aclose()
         if chunked:
             self.transport.write(b"0\r\n\r\n")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from moorage.streaming.relay import PartStream
 from moorage.worker.protocol import Reply
 
 __all__ = ["Answered", "Died", "Outcome", "TimedOut"]
@@ -15,9 +16,13 @@ __all__ = ["Answered", "Died", "Outcome", "TimedOut"]
 
 @dataclass(frozen=True)
 class Answered:
-    """The handler chain ran; `reply.status` may still be an error status set by the handler."""
+    """The handler chain ran; `reply.status` may still be an error status set by the handler.
+
+    `stream`: the handler streams (only for a request sent with `stream`); `reply` holds its status,
+    content type, headers and first part, and the parts, that one included, come from `stream`."""
 
     reply: Reply
+    stream: PartStream | None = None
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,16 @@ class Connection:
             result: dict[str, Any] = self.runtime.invoke_endpoint(**params)
         return result
 
+    def invoke_stream(self, **params: Any) -> Iterator[bytes]:
+        """InvokeEndpointWithResponseStream: each PayloadPart's bytes as it arrives; an in-stream error
+        (ModelStreamError, InternalStreamFailure) raises as the SDK's error, after the parts before it."""
+        with self.translated(self.url):
+            response = self.runtime.invoke_endpoint_with_response_stream(**params)
+            with contextlib.closing(response["Body"]) as events:
+                for event in events:
+                    if "PayloadPart" in event:
+                        yield event["PayloadPart"]["Bytes"]
+
     @contextlib.contextmanager
     def translated(self, where: str, what: str | None = None) -> Iterator[None]:
         """botocore's exceptions → the SDK's; `what` (e.g. "Could not read s3://b/k") prefixes messages."""
@@ -219,7 +229,7 @@ class Connection:
                     "them: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to a key from "
                     "`moorage credentials create`."
                 )
-            kind = PredictionError if code == "ModelError" else ServiceError
+            kind = PredictionError if code in ("ModelError", "ModelStreamError") else ServiceError
             raise kind(response, exc.operation_name, message) from None
         except S3UploadFailedError as exc:
             # boto3's transfer manager flattens the S3 answer into a string; keep it, as a ServiceError.

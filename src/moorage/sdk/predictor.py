@@ -9,6 +9,7 @@ as SageMaker's does (spec §6.5). The base class sends bytes as they are and ret
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -74,6 +75,38 @@ class Predictor:
         custom_attributes: str | None = None,
     ) -> Any:
         """One InvokeEndpoint. `initial_args` may set any of its parameters (ContentType, Accept, ...)."""
+        request = self._request(
+            data, initial_args, target_model, target_variant, inference_id, custom_attributes
+        )
+        response = self.connection.invoke(**request)
+        return self.deserializer.deserialize(
+            response["Body"], response.get("ContentType", "application/octet-stream")
+        )
+
+    def predict_stream(
+        self,
+        data: Any,
+        initial_args: dict[str, Any] | None = None,
+        target_variant: str | None = None,
+        inference_id: str | None = None,
+        custom_attributes: str | None = None,
+    ) -> Iterator[bytes]:
+        """InvokeEndpointWithResponseStream, as SageMaker's `predict_stream` with its ByteIterator: the
+        bytes of each PayloadPart as it arrives (a handler that yields sends one per item; docs/streaming.md).
+        The deserializer is not applied: a part need not be a whole document. A handler error after the
+        first part raises PredictionError (ModelStreamError) once the parts before it were yielded."""
+        request = self._request(data, initial_args, None, target_variant, inference_id, custom_attributes)
+        return self.connection.invoke_stream(**request)
+
+    def _request(
+        self,
+        data: Any,
+        initial_args: dict[str, Any] | None,
+        target_model: str | None,
+        target_variant: str | None,
+        inference_id: str | None,
+        custom_attributes: str | None,
+    ) -> dict[str, Any]:
         request = dict(initial_args or {})
         request.setdefault("EndpointName", self.endpoint_name)
         request.setdefault("ContentType", self.content_type)
@@ -86,10 +119,7 @@ class Predictor:
         }
         request.update({key: value for key, value in optional.items() if value is not None})
         request["Body"] = self.serializer.serialize(data)
-        response = self.connection.invoke(**request)
-        return self.deserializer.deserialize(
-            response["Body"], response.get("ContentType", "application/octet-stream")
-        )
+        return request
 
     def delete_endpoint(self, delete_endpoint_config: bool = True) -> None:
         """Delete the endpoint and, by default, its endpoint config (as SageMaker's SDK does). The
