@@ -1,8 +1,8 @@
 """What it costs to move a request to a worker process and its answer back, by transport.
 
-One request/response round trip between two processes, for a 200-byte and a 1 MiB body (the answer
-is as large as the request), each message framed as moorage frames it (src/moorage/worker/protocol.py:
-an Invoke out, a Reply back; nothing pickled):
+One request/response round trip between two processes, for a 200-byte, a 1 MiB and a 100 MiB body
+(the answer is as large as the request), each message framed as moorage frames it
+(src/moorage/worker/protocol.py: an Invoke out, a Reply back; nothing pickled):
 
 - socketpair: an AF_UNIX stream socketpair, both ends blocking, the worker's own receive loop
   (`moorage.worker.main.Channel`);
@@ -11,7 +11,13 @@ an Invoke out, a Reply back; nothing pickled):
 - socketpair-asyncio: the same, with the server's end on uvloop as moorage's server holds it;
 - mp-pipe: a multiprocessing Pipe, `send_bytes` / `recv_bytes` of the same frames;
 - shm+pipe: the frame written into a shared-memory block, a 4-byte length sent over a pipe as the
-  signal, the answer back the same way.
+  signal, the answer back the same way;
+- file: moorage's large-body path (async inference): the body written to a file, hard-linked into the
+  worker's scratch dir (`backends/bodies.py`), an INVOKE_FILES frame over the socketpair; the worker
+  reads and removes it (`worker/main.py`), writes its answer to the reply file and says so in its
+  Reply (REPLY_IN_FILE); the server moves it out and reads it back (`asyncinf/bodies.py`).
+
+A 100 MiB body is over the worker protocol's 64 MiB frame limit, so only `shm+pipe` and `file` carry it.
 
 For each: round-trip p50 and p99, and the CPU of both processes per round trip (utime + stime).
 
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -45,12 +52,23 @@ import psutil  # noqa: E402
 from bench.choices import write_section  # noqa: E402
 from bench.report import machine_info  # noqa: E402
 from bench.stats import percentile  # noqa: E402
-from moorage.worker.main import Channel  # noqa: E402
-from moorage.worker.protocol import Invoke, Reply, decode, encode, split_frames  # noqa: E402
+from moorage.asyncinf.bodies import BodyFiles  # noqa: E402
+from moorage.backends.bodies import link_or_copy, take_reply_file  # noqa: E402
+from moorage.worker.main import Channel, _take_body_file  # noqa: E402
+from moorage.worker.protocol import (  # noqa: E402
+    MAX_FRAME,
+    REPLY_IN_FILE,
+    Invoke,
+    Reply,
+    decode,
+    encode,
+    split_frames,
+)
 
-KINDS = ("socketpair", "socketpair-2MiB-buffers", "socketpair-asyncio", "mp-pipe", "shm+pipe")
+KINDS = ("socketpair", "socketpair-2MiB-buffers", "socketpair-asyncio", "mp-pipe", "shm+pipe", "file")
+UNFRAMED = ("shm+pipe", "file")  # the kinds that carry a body over MAX_FRAME
 BIG_BUFFERS = 2 << 20
-SIZES = (200, 1 << 20)
+SIZES = (200, 1 << 20, 100 << 20)
 _LEN = struct.Struct("!I")
 _FORK = multiprocessing.get_context("fork")
 
@@ -83,6 +101,17 @@ def _socket_worker(sock: socket.socket, parent_end: socket.socket) -> None:
         channel.send(_answer(message))
 
 
+def _file_worker(sock: socket.socket, parent_end: socket.socket) -> None:
+    parent_end.close()
+    channel = Channel(sock)
+    while (message := channel.receive()) is not None:
+        assert isinstance(message, Invoke) and message.body_file and message.reply_file
+        body = _take_body_file(message.body_file)
+        with open(message.reply_file, "wb") as handle:
+            handle.write(body)
+        channel.send(Reply(message.request_id, 200, b"", "application/json", flags=REPLY_IN_FILE))
+
+
 def _pipe_worker(conn: Connection, parent_end: Connection) -> None:
     parent_end.close()
     while True:
@@ -105,6 +134,12 @@ def _read_exactly(fd: int, n: int) -> bytes:
     return data
 
 
+def _unbounded(message: Invoke | Reply) -> list[bytes]:
+    """The message's frame without the frame limit (shared memory has none; the length prefix is not
+    read): the frame of the message without its body, then the body."""
+    return [*encode(dataclasses.replace(message, body=b"")), message.body]
+
+
 def _put(block: memoryview, parts: list[bytes]) -> int:
     at = 0
     for part in parts:
@@ -124,7 +159,7 @@ def _shm_worker(name: str, half: int, inbound: int, outbound: int, parent_ends: 
             (length,) = _LEN.unpack(signal)
             message = decode(view[4:length])  # the body is copied out before the slot is reused
             assert isinstance(message, Invoke)
-            written = _put(view[half:], encode(_answer(message)))
+            written = _put(view[half:], _unbounded(_answer(message)))
             os.write(outbound, _LEN.pack(written))
     finally:
         shm.close()
@@ -159,7 +194,43 @@ def _run_socketpair(size: int, seconds: float, buffer_bytes: int = 0) -> tuple[l
             count = ours.recv_into(view)
             buffer.extend(view[:count])
 
-    return _with_child(child, round_trip, seconds, lambda: ours.close())
+    return _with_child(child, round_trip, seconds, lambda: ours.close(), size)
+
+
+def _run_file(size: int, seconds: float, work: Path) -> tuple[list[float], float]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    child = _FORK.Process(target=_file_worker, args=(theirs, ours), daemon=True)
+    child.start()
+    theirs.close()
+    bodies = BodyFiles(work / "bodies")
+    scratch = work / "scratch"
+    scratch.mkdir(exist_ok=True)
+    payload = b"x" * size
+    buffer = bytearray()
+    view = memoryview(bytearray(256 * 1024))
+
+    def round_trip(i: int) -> None:
+        staged, reply_path = bodies.input_path(str(i)), bodies.reply_path(str(i))
+        staged.write_bytes(
+            payload
+        )  # what S3 → file costs the server (the kernel's copy for the embedded store)
+        worker_in, worker_out = str(scratch / f"{i}.in"), str(scratch / f"{i}.out")
+        link_or_copy(str(staged), worker_in)
+        request = Invoke(
+            i, b"", "application/json", "application/json", body_file=worker_in, reply_file=worker_out
+        )
+        ours.sendall(b"".join(encode(request)))
+        while not (frames := split_frames(buffer)):
+            count = ours.recv_into(view)
+            buffer.extend(view[:count])
+        answer = decode(frames[0])
+        assert isinstance(answer, Reply)
+        reply = take_reply_file(answer, (worker_out, str(reply_path)))
+        assert reply.flags & REPLY_IN_FILE
+        assert len(bodies.head(reply_path, size)) == size
+        bodies.discard(str(i))
+
+    return _with_child(child, round_trip, seconds, ours.close, size)
 
 
 def _run_socketpair_asyncio(size: int, seconds: float) -> tuple[list[float], float]:
@@ -218,7 +289,7 @@ def _run_pipe(size: int, seconds: float) -> tuple[list[float], float]:
         reply = decode(memoryview(ours.recv_bytes())[4:])
         assert isinstance(reply, Reply) and len(reply.body) == size
 
-    return _with_child(child, round_trip, seconds, ours.close)
+    return _with_child(child, round_trip, seconds, ours.close, size)
 
 
 def _run_shm(size: int, seconds: float) -> tuple[list[float], float]:
@@ -238,7 +309,7 @@ def _run_shm(size: int, seconds: float) -> tuple[list[float], float]:
     assert view is not None
 
     def round_trip(i: int) -> None:
-        written = _put(view, encode(_request(size, i)))
+        written = _put(view, _unbounded(_request(size, i)))
         os.write(to_child_w, _LEN.pack(written))
         (length,) = _LEN.unpack(_read_exactly(to_parent_r, 4))
         reply = decode(view[half + 4 : half + length])
@@ -248,7 +319,7 @@ def _run_shm(size: int, seconds: float) -> tuple[list[float], float]:
         os.close(to_child_w)
 
     try:
-        return _with_child(child, round_trip, seconds, close)
+        return _with_child(child, round_trip, seconds, close, size)
     finally:
         os.close(to_parent_r)
         shm.close()
@@ -260,18 +331,21 @@ def _with_child(
     round_trip: Callable[[int], None],
     seconds: float,
     close: Callable[[], None],
+    size: int,
 ) -> tuple[list[float], float]:
-    """Time the round trips; CPU = this process + the child, over the timed part only."""
+    """Time the round trips; CPU = this process + the child, over the timed part only. A 100 MiB body
+    gets a few warm-up and 10 timed round trips at least; smaller ones 50 and 100."""
     assert child.pid is not None
     worker = psutil.Process(child.pid)
+    warm, least = (3, 10) if size > MAX_FRAME else (50, 100)
     try:
-        for i in range(50):
+        for i in range(warm):
             round_trip(i)
         before = _cpu(worker) + time.process_time()
         samples: list[float] = []
         deadline = time.perf_counter() + seconds
-        i = 50
-        while time.perf_counter() < deadline or len(samples) < 100:
+        i = warm
+        while time.perf_counter() < deadline or len(samples) < least:
             begin = time.perf_counter_ns()
             round_trip(i)
             samples.append((time.perf_counter_ns() - begin) / 1000.0)
@@ -286,17 +360,18 @@ def _with_child(
             child.join(5)
 
 
-RUNNERS: dict[str, Callable[[int, float], tuple[list[float], float]]] = {
-    "socketpair": _run_socketpair,
-    "socketpair-2MiB-buffers": lambda size, seconds: _run_socketpair(size, seconds, BIG_BUFFERS),
-    "socketpair-asyncio": _run_socketpair_asyncio,
-    "mp-pipe": _run_pipe,
-    "shm+pipe": _run_shm,
+RUNNERS: dict[str, Callable[[int, float, Path], tuple[list[float], float]]] = {
+    "socketpair": lambda size, seconds, _: _run_socketpair(size, seconds),
+    "socketpair-2MiB-buffers": lambda size, seconds, _: _run_socketpair(size, seconds, BIG_BUFFERS),
+    "socketpair-asyncio": lambda size, seconds, _: _run_socketpair_asyncio(size, seconds),
+    "mp-pipe": lambda size, seconds, _: _run_pipe(size, seconds),
+    "shm+pipe": lambda size, seconds, _: _run_shm(size, seconds),
+    "file": _run_file,
 }
 
 
-def measure(kind: str, size: int, seconds: float, round_no: int) -> IpcRecord:
-    samples, cpu = RUNNERS[kind](size, seconds)
+def measure(kind: str, size: int, seconds: float, round_no: int, work: Path) -> IpcRecord:
+    samples, cpu = RUNNERS[kind](size, seconds, work)
     return IpcRecord(
         round=round_no,
         kind=kind,
@@ -345,15 +420,17 @@ def main(argv: list[str] | None = None) -> int:
     rounds, seconds = (1, 0.5) if args.quick else (max(1, args.rounds), args.seconds)
     machine = machine_info()
     records = []
+    args.work.mkdir(parents=True, exist_ok=True)
     for round_no in range(1, rounds + 1):
         for size in SIZES:
             for kind in kinds:
-                record = measure(kind, size, seconds, round_no)
+                if size > MAX_FRAME and kind not in UNFRAMED:
+                    continue  # over the frame limit: this transport cannot carry it as moorage frames it
+                record = measure(kind, size, seconds, round_no, args.work)
                 print(f"[ipc] {record}", file=sys.stderr)
                 records.append(record)
     text = table(records)
     print(text)
-    args.work.mkdir(parents=True, exist_ok=True)
     (args.work / "ipc.json").write_text(json.dumps([asdict(r) for r in records], indent=1))
     if args.write_results:
         write_section("ipc", text, machine, f"{rounds} round(s) of {seconds:g} s per case")

@@ -3,20 +3,32 @@ real-time call, and ends in exactly one published result object (its output or i
 
 Invariants:
 - at most `MaxConcurrentInvocationsPerInstance` × the variant's ready instances run at once per
-  endpoint (without it: one per ready worker); requests wait here, not in the pools;
-- a request is run at least once: its row says `running` before the model sees it, and a restart
-  runs `queued` and `running` rows again; one that had started before first checks whether its
-  output or failure object was already published and, if so, is not run again, so each request gets
-  exactly one result object;
+  endpoint (without it: one per ready worker); requests wait here, not in the pools. A request whose
+  invocation returned frees its slot while its result object is written (a disk sync in the embedded
+  store), so the next one runs meanwhile; at most MOORAGE_ASYNC_MAX_PUBLISHING per endpoint wait to be
+  published (each holds its answer, at most MOORAGE_LARGE_BODY_BYTES, in memory), written by as many
+  threads of the queue's own;
+- a request is run at least once: its row is on disk before its 202, and a restart runs `queued` and
+  `running` rows again; every request taken up after a restart (or started before in this run) first
+  checks whether its output or failure object was already published and, if so, is not run again (nor
+  expired), so each request gets exactly one result object. That check is why the `running` mark, the
+  deletion of a finished row and a requeue need not be on disk before the next step: they ride along
+  with the next group commit (store.py), and only the insert (before the 202) and the owed
+  notification (before the result object is published) are waited on;
+- a notification is sent at least once: when the result has a topic, the notification it owes (with
+  the response IncludeInferenceResponseIn asks for, and the object's location) is committed on the row
+  before the result object is published, so a restart that finds the object at that location sends it
+  (again, if the crash came after the send but before the row's deletion), and one that does not runs
+  the request again;
 - the result object is written to a staged file and published whole (s3io.py), then the row
-  moves to `notify` and the SNS notification is sent; a publish that fails leaves the row queued to run
-  again later (ResponseUploadFailures);
+  moves to `notify` (riding along) and the SNS notification is sent; a publish that fails leaves the
+  row queued to run again later (ResponseUploadFailures);
 - a request that waited longer than its RequestTTLSeconds is not run: it is counted (ExpiredRequests)
   and gets a failure object saying so, so a client waiting on its two locations is not left hanging.
 
-What is held in memory: the queue's metadata (no bodies), and for each running request its whole input
-and its whole answer (the worker protocol moves bodies as bytes; streaming 1 GB inputs is left for
-later: inputs above MOORAGE_ASYNC_MAX_INPUT_BYTES fail with a message saying so). Readiness of instances
+What is held in memory: the queue's metadata (no bodies), and for each running request an input or an
+answer only up to MOORAGE_LARGE_BODY_BYTES; larger ones (up to MOORAGE_ASYNC_MAX_INPUT_BYTES, 1 GiB)
+pass between S3 and the worker as files (bodies.py), read and written in chunks. Readiness of instances
 has no event to wait on, so while requests wait for capacity the queue looks again every
 `recheck_s`; otherwise it sleeps until a request arrives, one finishes or the next TTL runs out.
 """
@@ -25,26 +37,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+from moorage.asyncinf.bodies import BodyFiles, ReplyFileError
+from moorage.asyncinf.commits import log_failure
 from moorage.asyncinf.config import split_s3_url
 from moorage.asyncinf.inputs import InputError, InputReader
 from moorage.asyncinf.metrics import AsyncMetrics, Backlog
-from moorage.asyncinf.notify import Notifier, message
+from moorage.asyncinf.notify import INCLUDE_LIMIT, Notifier, message
 from moorage.asyncinf.store import AsyncRequest, QueueStore
 from moorage.errors import MoorageError
 from moorage.runtime.outcomes import Answered, Died, Outcome, TimedOut
 from moorage.runtime.pool import next_request_id
 from moorage.runtime.router import RoutedVariant, Router
 from moorage.s3io import Storage, StorageError
-from moorage.worker.protocol import Invoke
+from moorage.worker.protocol import Invoke, Reply
 
 __all__ = ["Dispatcher"]
 
@@ -58,6 +74,7 @@ class _Result:
     body: bytes
     content_type: str | None
     reason: str | None = None  # on failure: what went wrong, for the failure object and the log
+    body_file: Path | None = None  # a large answer: in this file (bodies.py), not in `body`
 
 
 class Dispatcher:
@@ -75,6 +92,9 @@ class Dispatcher:
         region: str,
         max_input_bytes: int,
         recheck_s: float,
+        bodies: BodyFiles,
+        large_body_bytes: int,
+        max_publishing: int,
     ) -> None:
         self._store = store
         self._executor = executor
@@ -87,9 +107,17 @@ class Dispatcher:
         self._region = region
         self._max_input = max_input_bytes
         self._recheck_s = recheck_s
+        self._bodies = bodies
+        self._large = large_body_bytes  # bodies longer than this cross to and from the worker as files
+        self._max_publishing = max_publishing
+        # Threads of their own: writing results (disk syncs) never holds up the default executor's other
+        # users (the S3 API among them).
+        self._publisher = ThreadPoolExecutor(max_publishing, thread_name_prefix="async-publish")
         self._backlog: dict[str, deque[AsyncRequest]] = defaultdict(deque)
-        self._running: dict[str, dict[str, AsyncRequest]] = defaultdict(dict)
+        self._running: dict[str, dict[str, AsyncRequest]] = defaultdict(dict)  # invoking or publishing
+        self._invoking: dict[str, int] = defaultdict(int)  # of those, how many before their answer
         self._hold_until: dict[str, float] = {}
+        self._started: set[str] = set()  # may have a published result: taken up after a restart, or run
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -101,7 +129,10 @@ class Dispatcher:
         for request in await self._db(self._store.unfinished):
             if request.state == "notify":
                 self._spawn(self._renotify(request))
+            elif request.outcome is not None:  # died around its publish: notify now if it was published
+                self._spawn(self._owed(request))
             else:
+                self._started.add(request.id)  # its `running` mark may not have reached the disk
                 self._backlog[request.endpoint].append(request)
         self._loop_task = asyncio.get_running_loop().create_task(self._dispatch_loop())
 
@@ -115,13 +146,21 @@ class Dispatcher:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        self._publisher.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, request: AsyncRequest, body: bytes | None) -> AsyncRequest:
-        """Commit the request (before the 202 goes out), then queue it."""
-        stored = await self._db(self._store.add, request, body)
-        self._backlog[stored.endpoint].append(stored)
-        self._wake.set()
-        return stored
+        """Commit the request (before the 202 goes out), then queue it: a committed row is queued even
+        if the caller went away meanwhile (one cancelled before its commit began is not written)."""
+        loop = asyncio.get_running_loop()
+        committing = self._store.add(request, body)
+        committing.add_done_callback(lambda done: loop.call_soon_threadsafe(self._committed, done))
+        return await asyncio.wrap_future(committing)
+
+    def _committed(self, done: Future[AsyncRequest]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            stored = done.result()
+            self._backlog[stored.endpoint].append(stored)
+            self._wake.set()
 
     def backlogs(self) -> dict[str, Backlog]:
         now = time.time()
@@ -131,7 +170,12 @@ class Dispatcher:
             if not waiting and endpoint not in self._running:
                 continue
             oldest = min((request.received for request in waiting), default=now)
-            found[endpoint] = Backlog(len(waiting), max(0.0, now - oldest), self._ready_instances(endpoint))
+            found[endpoint] = Backlog(
+                len(waiting),
+                max(0.0, now - oldest),
+                self._ready_instances(endpoint),
+                len(self._running.get(endpoint, {})),
+            )
         return found
 
     # Dispatching -----------------------------------------------------------------------------------
@@ -158,9 +202,11 @@ class Dispatcher:
                 continue
             capacity = self._capacity(endpoint, backlog[0])
             running = self._running[endpoint]
-            while backlog and len(running) < capacity:
+            limit = capacity + self._max_publishing
+            while backlog and self._invoking[endpoint] < capacity and len(running) < limit:
                 request = backlog.popleft()
                 running[request.id] = request
+                self._invoking[endpoint] += 1
                 self._spawn(self._run(request))
             if backlog and capacity == 0:
                 delays.append(self._recheck_s)
@@ -213,35 +259,35 @@ class Dispatcher:
     # One request -----------------------------------------------------------------------------------
     async def _run(self, request: AsyncRequest) -> None:
         endpoint = request.endpoint
+        invoking = True
         try:
             variant = self._pick(endpoint)
             if variant is None:
                 self._put_back(request, hold=True)
                 return
-            started_before = await self._db(self._store.start, request.id)
-            if started_before and await asyncio.to_thread(self._already_published, request):
-                log.info(
-                    "inference %s (endpoint %s): its result was published before a restart",
-                    request.inference_id,
-                    endpoint,
-                )
-                await self._db(self._store.finish, request.id)
+            self._store.start(request.id).add_done_callback(log_failure("a running mark"))
+            if await self._published_before(request):
                 return
             started = time.time()
             self._metrics.observe(endpoint, "TimeInBacklog", started - request.received)
             result = await self._invoke(request, variant)
+            invoking = False
+            self._invoked(endpoint)
             if result is None:  # the pool could not take it now: it waits in the queue again
-                await self._db(self._store.requeue, request.id)
+                self._store.requeue(request.id).add_done_callback(log_failure("a requeue"))
                 self._put_back(request, hold=True)
                 return
+            request = await self._owe(request, result)
             try:
-                await asyncio.to_thread(self._publish, request, result)
+                await asyncio.get_running_loop().run_in_executor(
+                    self._publisher, self._publish, request, result
+                )
             except StorageError as exc:
                 log.error(
                     "inference %s (endpoint %s): %s; it will run again", request.inference_id, endpoint, exc
                 )
                 self._metrics.count(endpoint, "ResponseUploadFailures")
-                await self._db(self._store.requeue, request.id)
+                self._store.requeue(request.id).add_done_callback(log_failure("a requeue"))
                 self._put_back(request, hold=True)
                 return
             finished = time.time()
@@ -253,7 +299,7 @@ class Dispatcher:
                 log.warning(
                     "inference %s (endpoint %s) failed: %s", request.inference_id, endpoint, result.reason
                 )
-            await self._notify(request, result, finished)
+            await self._notify(request)
         except Exception:  # a bug or the disk: keep the request, say why, and try again later
             log.exception(
                 "inference %s (endpoint %s): unexpected error; it will be retried",
@@ -262,8 +308,16 @@ class Dispatcher:
             )
             self._put_back(request, hold=True)
         finally:
+            if invoking:
+                self._invoked(endpoint)
+            self._bodies.discard(request.id)
             self._running[endpoint].pop(request.id, None)
             self._wake.set()
+
+    def _invoked(self, endpoint: str) -> None:
+        """The invocation slot is free (the answer, if any, is being published): start the next one."""
+        self._invoking[endpoint] -= 1
+        self._wake.set()
 
     def _put_back(self, request: AsyncRequest, *, hold: bool) -> None:
         self._backlog[request.endpoint].appendleft(request)
@@ -271,8 +325,9 @@ class Dispatcher:
             self._hold_until[request.endpoint] = time.time() + self._recheck_s
 
     async def _invoke(self, request: AsyncRequest, variant: RoutedVariant) -> _Result | None:
+        staged = self._bodies.input_path(request.id)
         try:
-            body, content_type = await self._input(request)
+            body, content_type = await self._input(request, staged)
         except InputError as exc:
             self._metrics.count(request.endpoint, "RequestDownloadFailures")
             return _failure(str(exc))
@@ -281,54 +336,121 @@ class Dispatcher:
             headers.append(("X-Amzn-SageMaker-Custom-Attributes", request.custom_attributes))
         if content_type is not None:
             headers.append(("Content-Type", content_type))
+        reply_file = self._bodies.reply_path(request.id)
         message_ = Invoke(
             request_id=next_request_id(),
-            body=body,
+            body=b"" if body is None else body,
             content_type=content_type,
             accept=request.accept,
             headers=tuple(headers),
+            body_file=str(staged) if body is None else None,
+            reply_file=str(reply_file),
+            reply_over=self._large,
         )
         # The request's own InvocationTimeoutSeconds (up to 3600 s) bounds its wait and its run.
         try:
             future = variant.pool.submit(message_, timeout_s=request.timeout_s)
         except MoorageError:
             return None
-        return _result(await future)
+        outcome = await future
+        if isinstance(outcome, Answered) and outcome.reply.in_file:
+            return await asyncio.to_thread(self._from_file, outcome.reply, reply_file)
+        return _result(outcome)
 
-    async def _input(self, request: AsyncRequest) -> tuple[bytes, str | None]:
-        """The input and the Content-Type the model is given: the request's, else the input object's."""
+    async def _input(self, request: AsyncRequest, staged: Path) -> tuple[bytes | None, str | None]:
+        """The input (None: it is in `staged`) and the Content-Type the model is given: the request's,
+        else the input object's."""
         if request.input_location is None:
             return await self._db(self._store.body, request.id), request.content_type
         bucket, key = split_s3_url(request.input_location)
-        body, content_type = await asyncio.to_thread(self._inputs.read, bucket, key, self._max_input)
+        body, content_type = await asyncio.to_thread(
+            self._inputs.fetch, bucket, key, self._max_input, self._large, staged
+        )
         return body, request.content_type or content_type
+
+    def _from_file(self, reply: Reply, path: Path) -> _Result:
+        """The result of an answer the worker wrote to a file: checked now, published in chunks later."""
+        try:
+            if reply.status < 300:
+                self._bodies.head(path, 0)  # a plain file of its own, or ReplyFileError
+                return _Result(True, b"", reply.content_type, body_file=path)
+            text = self._bodies.head(path, 64 * 1024)  # an error answer: its start is the message
+        except ReplyFileError as exc:
+            return _failure(f"Received server error (500) from primary: {exc}.")
+        return _result(Answered(dataclasses.replace(reply, body=text, flags=0)))
 
     def _publish(self, request: AsyncRequest, result: _Result) -> None:
         location = request.output_location if result.succeeded else request.failure_location
         bucket, key = split_s3_url(location)
         output = self._storage.open_output(bucket, key, content_type=result.content_type, kms_key_id=None)
         try:
-            output.write(result.body)
+            if result.body_file is None:
+                output.write(result.body)
+            else:
+                for chunk in self._bodies.chunks(result.body_file):
+                    output.write(chunk)
         except BaseException:
             output.abort()
             raise
         output.commit()
 
-    def _already_published(self, request: AsyncRequest) -> bool:
+    def _published_at(self, request: AsyncRequest) -> str | None:
+        """Where this request's result object was published (its output or failure location), if it was."""
         for location in (request.output_location, request.failure_location):
             chunks = iter(self._storage.read(*split_s3_url(location)))
             try:
                 next(chunks, None)
-                return True
+                return location
             except StorageError:
                 continue
             finally:
                 close = getattr(chunks, "close", None)
                 if close is not None:
                     close()
-        return False
+        return None
+
+    async def _published_before(self, request: AsyncRequest) -> bool:
+        """Whether a run before a restart (or before a retry) already published this request's result
+        object: then it is finished without running (or expiring) again."""
+        if request.id not in self._started:
+            self._started.add(request.id)
+            return False
+        location = await asyncio.to_thread(self._published_at, request)
+        if location is None:
+            return False
+        log.info(
+            "inference %s (endpoint %s): its result was published before",
+            request.inference_id,
+            request.endpoint,
+        )
+        await self._notify(request, location)
+        return True
+
+    async def _owed(self, request: AsyncRequest) -> None:
+        """A row left with an owed notification (`outcome`) but not yet `notify`: the server died around
+        its publish. Its notification is sent now if the object is there (the endpoint need not be back);
+        otherwise it waits in the queue to run again."""
+        self._started.add(request.id)
+        try:
+            if await self._published_before(request):
+                return
+        except Exception:  # S3 could not be read: the queue looks again before it runs the request
+            log.exception(
+                "inference %s (endpoint %s): could not look for its result object; it waits in the queue",
+                request.inference_id,
+                request.endpoint,
+            )
+        self._put_back(request, hold=False)
+        self._wake.set()
+
+    def _finish(self, request: AsyncRequest) -> None:
+        """Delete the row with the next commit: if that is lost, a restart finds the published object."""
+        self._started.discard(request.id)
+        self._store.finish(request.id).add_done_callback(log_failure("a finished request's deletion"))
 
     async def _expire(self, request: AsyncRequest) -> None:
+        if request.id in self._started and await self._published_before(request):
+            return
         self._metrics.count(request.endpoint, "ExpiredRequests")
         reason = (
             f"The request expired: it waited more than its RequestTTLSeconds ({request.ttl_s:g} s) in the "
@@ -336,48 +458,68 @@ class Dispatcher:
         )
         log.warning("inference %s (endpoint %s): %s", request.inference_id, request.endpoint, reason)
         result = _failure(reason, code="ExpiredRequest")
+        request = await self._owe(request, result)
         try:
-            await asyncio.to_thread(self._publish, request, result)
+            await asyncio.get_running_loop().run_in_executor(self._publisher, self._publish, request, result)
         except StorageError as exc:
             log.error(
                 "inference %s: could not write its expiry failure object: %s", request.inference_id, exc
             )
             self._metrics.count(request.endpoint, "ResponseUploadFailures")
             return  # the row stays; the next start expires it again
-        await self._notify(request, result, time.time())
+        await self._notify(request)
 
     # Notifications ---------------------------------------------------------------------------------
-    async def _notify(self, request: AsyncRequest, result: _Result, finished: float) -> None:
+    async def _owe(self, request: AsyncRequest, result: _Result) -> AsyncRequest:
+        """Commit the notification this result will owe before its object is published (so a restart
+        that finds the object sends it); the request as it now is. Without a topic nothing is owed, and
+        an `outcome` left by an earlier run names another location, which `_notify` does not match."""
         config = request.config
         topic = config.success_topic if result.succeeded else config.error_topic
         if topic is None:
-            await self._db(self._store.finish, request.id)
-            return
+            return dataclasses.replace(request, outcome=None)
         wanted = "SUCCESS_NOTIFICATION_TOPIC" if result.succeeded else "ERROR_NOTIFICATION_TOPIC"
+        location = request.output_location if result.succeeded else request.failure_location
         body = message(
             region=self._region,
             endpoint=request.endpoint,
             inference_id=request.inference_id,
             received=request.received,
-            finished=finished,
+            finished=time.time(),
             input_location=request.input_location,
             request_content_type=request.content_type,
             succeeded=result.succeeded,
-            location=request.output_location if result.succeeded else request.failure_location,
+            location=location,
             response_content_type=result.content_type,
             failure_reason=result.reason,
-            response=result.body if wanted in config.include_response_in else None,
+            response=await self._response(result) if wanted in config.include_response_in else None,
         )
-        outcome = {"topic": topic, "message": body}
-        await self._db(self._store.published, request.id, outcome)
-        await self._renotify(AsyncRequest(**{**request.__dict__, "state": "notify", "outcome": outcome}))
+        outcome = {"topic": topic, "message": body, "location": location}
+        await asyncio.wrap_future(self._store.owes(request.id, outcome))
+        return dataclasses.replace(request, outcome=outcome)
+
+    async def _notify(self, request: AsyncRequest, location: str | None = None) -> None:
+        """Its result object is published (at `location`, else where its `outcome` says): send the
+        notification owed for that object, if any, then delete the row."""
+        outcome = request.outcome
+        if outcome is None or (location is not None and outcome.get("location") != location):
+            self._finish(request)
+            return
+        self._store.published(request.id).add_done_callback(log_failure("a published mark"))
+        await self._renotify(request)
+
+    async def _response(self, result: _Result) -> bytes:
+        """The answer for IncludeInferenceResponseIn; of a large one, only enough to see it is too large."""
+        if result.body_file is None:
+            return result.body
+        return await asyncio.to_thread(self._bodies.head, result.body_file, INCLUDE_LIMIT + 1)
 
     async def _renotify(self, request: AsyncRequest) -> None:
         assert request.outcome is not None
         topic, body = request.outcome["topic"], request.outcome["message"]
         if not await asyncio.to_thread(self._notifier.publish, topic, body, request.inference_id):
             self._metrics.count(request.endpoint, "NotificationFailures")
-        await self._db(self._store.finish, request.id)
+        self._finish(request)
 
 
 def _report(task: asyncio.Task[None]) -> None:

@@ -2,12 +2,15 @@
 
 The object's Content-Type matters: the SageMaker SDK's `predict_async` uploads its input with the
 serializer's ContentType and sends no ContentType header, so when InvokeEndpointAsync names none the
-model is given the input object's. The input is held whole (the worker protocol moves bodies as bytes),
-up to the limit the caller gives; bigger objects are refused before being read.
+model is given the input object's. An input up to `over` bytes is returned whole (it crosses the worker
+socket like a real-time body); a larger one, up to `limit`, is copied into a file in chunks (the
+embedded store's by the kernel, sendfile) and reaches the worker as that file (worker/protocol.py), so
+the server never holds it. Objects over `limit` are refused before being read.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,8 +29,11 @@ class InputError(Exception):
 
 
 class InputReader(Protocol):
-    def read(self, bucket: str, key: str, limit: int) -> tuple[bytes, str | None]:
-        """(the whole object, its Content-Type); InputError when missing, unreadable or over `limit`."""
+    def fetch(
+        self, bucket: str, key: str, limit: int, over: int, dest: Path
+    ) -> tuple[bytes | None, str | None]:
+        """(the whole object, its Content-Type), or (None, its Content-Type) when it was larger than
+        `over` and was copied to `dest` instead; InputError when missing, unreadable or over `limit`."""
         ...
 
 
@@ -42,7 +48,9 @@ class EmbeddedInputs:
     def __init__(self, root: Path) -> None:
         self._root = root
 
-    def read(self, bucket: str, key: str, limit: int) -> tuple[bytes, str | None]:
+    def fetch(
+        self, bucket: str, key: str, limit: int, over: int, dest: Path
+    ) -> tuple[bytes | None, str | None]:
         from moorage.s3 import open_object
 
         try:
@@ -52,7 +60,21 @@ class EmbeddedInputs:
         with handle:
             if info.size > limit:
                 raise _too_big(bucket, key, info.size, limit)
-            return handle.read(), info.attributes.content_type
+            if info.size <= over:
+                return handle.read(), info.attributes.content_type
+            try:
+                with dest.open("wb") as out:
+                    copied = 0
+                    while copied < info.size:
+                        sent = os.sendfile(out.fileno(), handle.fileno(), copied, info.size - copied)
+                        if not sent:
+                            break
+                        copied += sent
+            except OSError as exc:
+                raise InputError(
+                    f"Could not stage the input s3://{bucket}/{key} for the worker: {exc}"
+                ) from None
+            return None, info.attributes.content_type
 
 
 class ExternalInputs:
@@ -65,15 +87,23 @@ class ExternalInputs:
             config = config.merge(Config(signature_version=UNSIGNED))
         self._client: Any = session.client("s3", endpoint_url=endpoint_url, config=config)
 
-    def read(self, bucket: str, key: str, limit: int) -> tuple[bytes, str | None]:
+    def fetch(
+        self, bucket: str, key: str, limit: int, over: int, dest: Path
+    ) -> tuple[bytes | None, str | None]:
         try:
             answer = self._client.get_object(Bucket=bucket, Key=key)
             body = answer["Body"]
             try:
-                if int(answer.get("ContentLength", 0)) > limit:
-                    raise _too_big(bucket, key, int(answer["ContentLength"]), limit)
-                return b"".join(body.iter_chunks(CHUNK_BYTES)), answer.get("ContentType")
+                size = int(answer.get("ContentLength", 0))
+                if size > limit:
+                    raise _too_big(bucket, key, size, limit)
+                if size <= over:
+                    return b"".join(body.iter_chunks(CHUNK_BYTES)), answer.get("ContentType")
+                with dest.open("wb") as out:
+                    for chunk in body.iter_chunks(CHUNK_BYTES):
+                        out.write(chunk)
+                return None, answer.get("ContentType")
             finally:
                 body.close()
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, OSError) as exc:
             raise InputError(f"Could not read the input s3://{bucket}/{key}: {exc}") from None

@@ -26,13 +26,18 @@ TIMES = (
 )
 
 
+IN_FLIGHT = "moorage_async_requests_in_flight"
+
+
 @dataclass(frozen=True)
 class Backlog:
-    """One endpoint's queue now: waiting + running requests, the oldest one's age, instances ready."""
+    """One endpoint's queue now: waiting + running requests, the oldest one's age, instances ready, and
+    how many of `size` are running (`moorage queue` shows it; SageMaker has no metric for it)."""
 
     size: int
     oldest_age_s: float
     instances: int
+    running: int = 0
 
 
 class AsyncMetrics:
@@ -89,6 +94,11 @@ class AsyncMetrics:
             lines += [f"# HELP sagemaker_{name} {help_text}", f"# TYPE sagemaker_{name} gauge"]
             for endpoint, backlog in backlogs:
                 lines.append(f"sagemaker_{name}{{{_label(endpoint)}}} {value(backlog):g}")
+        lines += [
+            f"# HELP {IN_FLIGHT} Async requests running on a worker now (part of ApproximateBacklogSize).",
+            f"# TYPE {IN_FLIGHT} gauge",
+        ]
+        lines += [f"{IN_FLIGHT}{{{_label(endpoint)}}} {backlog.running}" for endpoint, backlog in backlogs]
         return lines
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moorage.api.async_runtime import AsyncRuntimeApi
+from moorage.asyncinf.bodies import BodyFiles
 from moorage.asyncinf.dispatcher import Dispatcher
 from moorage.asyncinf.endpoints import AsyncEndpoints
 from moorage.asyncinf.inputs import EmbeddedInputs, ExternalInputs, InputReader
@@ -86,6 +87,9 @@ async def open_async(
         region=settings.region,
         max_input_bytes=settings.async_max_input_bytes,
         recheck_s=settings.async_recheck_s,
+        bodies=BodyFiles(settings.data_dir / "async" / "bodies"),
+        large_body_bytes=settings.large_body_bytes,
+        max_publishing=settings.async_max_publishing,
     )
     api = AsyncRuntimeApi(
         AsyncEndpoints(control_store, control_executor, router), dispatcher, settings.account_id

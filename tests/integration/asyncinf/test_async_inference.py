@@ -8,9 +8,7 @@ served here receives what moto delivers.
 
 from __future__ import annotations
 
-import http.server
 import json
-import queue
 import threading
 import time
 import warnings
@@ -26,10 +24,9 @@ from support.aws import point_sdk_at
 from support.cli import Cli, isolated_environment
 from support.gates import Gate
 from support.hosting import FAST, deploy
-from support.moto import moto_server
-from support.servers import REGION, RunningServer, http_get, start_server, wait_until_gone
+from support.servers import REGION, RunningServer, http_get, server_with_bucket
 
-from .conftest import exists, wait_for_object
+from .conftest import Subscriber, exists, one_at_a_time, wait_for_object
 
 pytestmark = pytest.mark.slow
 
@@ -37,39 +34,20 @@ BUCKET = "async-tests"
 
 
 @pytest.fixture(scope="module")
-def sns_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, sns_url: str) -> Iterator[RunningServer]:
-    running = start_server(
+    with server_with_bucket(
         tmp_path_factory.mktemp("async") / "data",
+        BUCKET,
         env={"AWS_ENDPOINT_URL_SNS": sns_url, "MOORAGE_ASYNC_NOTIFY_ATTEMPTS": "2"},
-    )
-    try:
-        running.client("s3").create_bucket(Bucket=BUCKET)
+    ) as running:
         yield running
-    finally:
-        running.stop()
-    assert not wait_until_gone(running.tag), running.log()[-3000:]
 
 
 @pytest.fixture(scope="module")
 def endpoint(server: RunningServer, async_tarball: Path) -> str:
     """An async endpoint with one worker and one invocation at a time."""
-    return deploy(
-        server.client("sagemaker"),
-        async_tarball,
-        async_config={
-            "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 1},
-            "OutputConfig": {
-                "S3OutputPath": f"s3://{BUCKET}/out",
-                "S3FailurePath": f"s3://{BUCKET}/failures",
-            },
-        },
-    )
+    serial = one_at_a_time(f"s3://{BUCKET}/out", S3FailurePath=f"s3://{BUCKET}/failures")
+    return deploy(server.client("sagemaker"), async_tarball, async_config=serial)
 
 
 def put_input(server: RunningServer, key: str, request: dict[str, Any]) -> str:
@@ -211,30 +189,6 @@ def test_invoke_endpoint_async_on_a_missing_or_real_time_endpoint(server: Runnin
     with pytest.raises(ClientError) as missing:
         runtime.invoke_endpoint_async(EndpointName="nowhere", InputLocation=f"s3://{BUCKET}/in/x")
     assert missing.value.response["Error"]["Message"] == "Endpoint nowhere of account 000000000000 not found."
-
-
-class Subscriber:
-    """An HTTP endpoint on loopback that SNS (moto) delivers to; keeps each notification's Message."""
-
-    def __init__(self) -> None:
-        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
-        subscriber = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                envelope = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if envelope.get("Type") == "Notification":
-                    subscriber.messages.put(json.loads(envelope["Message"]))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sns"
 
 
 def test_sns_success_and_error_notifications(

@@ -145,18 +145,22 @@ def test_the_store_keeps_every_state_across_a_reopen(tmp_path: Path) -> None:
         failure_location="s3://b/failed/a-error.out",
         config=CONFIG,
     )
-    first = store.add(base, b"{}")
-    second = store.add(AsyncRequest(**{**base.__dict__, "id": "b", "inference_id": "inf-b"}), None)
-    third = store.add(AsyncRequest(**{**base.__dict__, "id": "c", "inference_id": "inf-c"}), None)
+    first = store.add(base, b"{}").result()
+    second = store.add(AsyncRequest(**{**base.__dict__, "id": "b", "inference_id": "inf-b"}), None).result()
+    third = store.add(AsyncRequest(**{**base.__dict__, "id": "c", "inference_id": "inf-c"}), None).result()
     assert first.seq < second.seq < third.seq
-    assert store.start("a") == 0 and store.start("a") == 1
-    store.published("b", {"topic": "t", "message": {"m": 1}})
+    assert store.start("a").result() == 0 and store.start("a").result() == 1
+    owed = {"topic": "t", "message": {"m": 1}, "location": "s3://b/out/a.out"}
+    store.owes("a", owed).result()  # owed before the publish: the row stays `running`
+    store.owes("b", owed).result()
+    store.published("b")  # not waited on: close commits it
     store.finish("c")
     store.close()
     reopened = QueueStore(path)
     found = {request.id: request for request in reopened.unfinished()}
     assert set(found) == {"a", "b"}
     assert (found["a"].state, found["a"].attempts, found["a"].config) == ("running", 2, CONFIG)
+    assert found["a"].outcome == owed
     assert reopened.body("a") == b"{}"
-    assert (found["b"].state, found["b"].outcome) == ("notify", {"topic": "t", "message": {"m": 1}})
+    assert (found["b"].state, found["b"].outcome) == ("notify", owed)
     reopened.close()
