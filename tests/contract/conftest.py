@@ -26,7 +26,12 @@ def server(
     running = start_backend_server(
         tmp_path_factory.mktemp(f"contract-{backend}") / "data",
         backend,
-        env={"MOORAGE_DRAIN_GRACE": "20", "MOORAGE_PING_INTERVAL": "1"},
+        # A serverless variant stops its idle instances after half a second (test_endpoint_journey.py).
+        env={
+            "MOORAGE_DRAIN_GRACE": "20",
+            "MOORAGE_PING_INTERVAL": "1",
+            "MOORAGE_SERVERLESS_IDLE_SECONDS": "0.5",
+        },
     )
     assert running.info["backend"] == backend
     yield running

@@ -15,7 +15,18 @@ import pytest
 from botocore.exceptions import ClientError
 
 from support.backends import instance_logs
-from support.hosting import FAST, act, answer, delete, deploy, new_config, variant_counts, wait_for_counts
+from support.hosting import (
+    FAST,
+    act,
+    answer,
+    delete,
+    deploy,
+    new_config,
+    unique,
+    variant_counts,
+    wait_for_counts,
+    wait_for_instances,
+)
 from support.servers import RunningServer
 
 pytestmark = pytest.mark.slow
@@ -109,5 +120,21 @@ def test_instance_count_changes_in_place(server: RunningServer, fault_tar: Path)
         )
         wait_for_counts(sm, name, current=1, desired=1)
         assert len({answer(runtime, name, action="echo")["pid"] for _ in range(4)}) == 1
+    finally:
+        delete(sm, name)
+
+
+def test_a_serverless_variant_goes_to_zero_and_answers_the_next_call(
+    server: RunningServer, fault_tar: Path
+) -> None:
+    """Serverless variants (moorage.serverless) on every backend: the variant stops its idle instance
+    and starts one for the next call, which waits for it."""
+    sm, runtime = server.client("sagemaker"), server.client("sagemaker-runtime")
+    config = {"MemorySizeInMB": 1024, "MaxConcurrency": 2}
+    name = deploy(sm, fault_tar, name=unique("sls"), serverless_config=config)
+    try:
+        wait_for_instances(sm, name, 0)
+        assert answer(runtime, name, action="echo")["version"] == "1"
+        wait_for_instances(sm, name, 1)
     finally:
         delete(sm, name)
