@@ -47,6 +47,12 @@ class EndpointRoute:
     weights: dict[str, float]
     _cumulative: list[float] = field(default_factory=list, repr=False)
     _names: list[str] = field(default_factory=list, repr=False)
+    # A shadow variant gets a copy of this share of requests (runtime/shadow.py); never picked here.
+    shadow: RoutedVariant | None = None
+    shadow_share: float = 0.0
+    # A guarded update in progress (moorage.deployments): this share of requests goes to the new fleet.
+    green: EndpointRoute | None = None
+    green_share: float = 0.0
 
     def __post_init__(self) -> None:
         total = 0.0
@@ -58,6 +64,13 @@ class EndpointRoute:
                 self._names.append(name)
 
     def pick(self, target_variant: str | None, account: str) -> RoutedVariant:
+        green = self.green
+        if (
+            green is not None
+            and (target_variant is None or target_variant in green.variants)
+            and random.random() < self.green_share
+        ):
+            return green.pick(target_variant, account)
         if target_variant is not None:
             variant = self.variants.get(target_variant)
             if variant is None:
