@@ -97,6 +97,12 @@ def _add_serve_model(commands: argparse._SubParsersAction[argparse.ArgumentParse
         ),
     )
     parser.add_argument("model_data", metavar="MODEL_DATA")
+    parser.add_argument(
+        "--multi-model",
+        action="store_true",
+        help="MODEL_DATA is a directory or s3:// prefix of models, loaded and unloaded through SageMaker's "
+        "multi-model API (POST/GET/DELETE /models, POST /models/NAME/invoke)",
+    )
     parser.add_argument("--entry-point", help="the handler file (default: code/inference.py in the archive)")
     parser.add_argument("--source-dir", help="directory holding the entry point and its modules")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -135,6 +141,7 @@ def _serve_model(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_file=args.log_file,
+        multi_model=args.multi_model,
     )
     run_until_signalled(lambda stop: serve_model(settings, options, environ, stop, forkserver))
     return EXIT_OK

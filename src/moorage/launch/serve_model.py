@@ -19,12 +19,14 @@ from pathlib import Path
 
 from moorage import sandbox
 from moorage.api.container import ContainerApp
+from moorage.api.container_models import ModelsApi
 from moorage.api.execution_parameters import BatchParameters
 from moorage.artifacts import ModelSource, prepare_model
 from moorage.backends.local import ForkServer, LocalBackend
 from moorage.errors import MoorageError
 from moorage.httpd import HttpServer
 from moorage.httpd.hosts import BrowserGuard
+from moorage.multimodel.container import container_host
 from moorage.runtime.variant import VariantRuntime, VariantSetup
 from moorage.settings import Settings
 
@@ -42,6 +44,7 @@ class ServeModelOptions:
     port: int | None = None  # None: SAGEMAKER_BIND_TO_PORT, else 8080
     workers: int | None = None
     log_file: Path | None = None  # None: the workers' output goes to this process's stderr
+    multi_model: bool = False  # model_data is a directory or S3 prefix of models: the /models API
 
 
 def container_environment(environ: Mapping[str, str], options: ServeModelOptions) -> dict[str, str]:
@@ -92,6 +95,15 @@ async def serve_model(
     warm = loop.create_task(backend.start())
     variant: VariantRuntime | None = None
     try:
+        if options.multi_model:  # models arrive by POST /models (moorage.multimodel)
+            await warm
+            log_path = options.log_file or Path("/dev/stderr")
+            models = container_host(options.model_data, env, backend, settings, log_path)
+            app.models = ModelsApi(models)
+            log.info("multi-model container on %s: POST /models loads a model", options.model_data)
+            await stop.wait()
+            await models.host.close(settings.workers.drain_grace_s)
+            return
         prepared = await loop.run_in_executor(
             None,
             functools.partial(

@@ -17,7 +17,7 @@ import stat
 from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["LandlockError", "abi_version", "restrict_self"]
+__all__ = ["LandlockError", "Ruleset", "abi_version", "restrict_self"]
 
 # Syscall numbers are the same on x86_64 and aarch64 (they were added after the tables unified).
 _SYS_CREATE_RULESET: Final = 444
@@ -96,40 +96,63 @@ def restrict_self(abi: int, rules: Iterable[tuple[str, int]]) -> list[str]:
     Rights outside the ABI are dropped; missing paths are skipped and returned, so the caller can
     log them. no_new_privs (or CAP_SYS_ADMIN) must already be set.
     """
-    handled = handled_rights(abi)
-    attr = _RulesetAttr(handled_access_fs=handled, handled_access_net=0, scoped=0)
-    size = 8  # handled_access_fs only (ABI 1–3)
-    if abi >= 4:
-        size = 16
-    if abi >= 6:
-        attr.scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
-        size = 24
-    ruleset = _check(
-        _libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), 0),
-        "landlock_create_ruleset",
-    )
-    skipped: list[str] = []
+    ruleset = Ruleset(abi)
     try:
+        ruleset.add(rules)
+        ruleset.restrict_self()
+    finally:
+        ruleset.close()
+    return ruleset.skipped
+
+
+class Ruleset:
+    """A Landlock ruleset being built: it restricts nothing until restrict_self().
+
+    Built in two steps by a spare worker (worker/spare.py): the rules every worker has, while it waits
+    for a model; then its model's own rules and restrict_self(), before the model's code runs. The
+    result is the same single ruleset a worker forked with its spec builds in one go.
+    """
+
+    def __init__(self, abi: int) -> None:
+        self.handled = handled_rights(abi)
+        attr = _RulesetAttr(handled_access_fs=self.handled, handled_access_net=0, scoped=0)
+        size = 8  # handled_access_fs only (ABI 1–3)
+        if abi >= 4:
+            size = 16
+        if abi >= 6:
+            attr.scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
+            size = 24
+        self.fd = _check(
+            _libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), 0),
+            "landlock_create_ruleset",
+        )
+        self.skipped: list[str] = []  # paths that did not exist
+
+    def add(self, rules: Iterable[tuple[str, int]]) -> None:
         for path, rights in rules:
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             except OSError:
-                skipped.append(path)
+                self.skipped.append(path)
                 continue
             try:
-                allowed = rights & handled
+                allowed = rights & self.handled
                 if not stat.S_ISDIR(os.fstat(fd).st_mode):
                     allowed &= _FILE_RIGHTS
                 beneath = _PathBeneathAttr(allowed_access=allowed, parent_fd=fd)
                 _check(
                     _libc.syscall(
-                        _SYS_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.byref(beneath), ctypes.c_uint32(0)
+                        _SYS_ADD_RULE, self.fd, _RULE_PATH_BENEATH, ctypes.byref(beneath), ctypes.c_uint32(0)
                     ),
                     f"landlock_add_rule({path})",
                 )
             finally:
                 os.close(fd)
-        _check(_libc.syscall(_SYS_RESTRICT_SELF, ruleset, ctypes.c_uint32(0)), "landlock_restrict_self")
-    finally:
-        os.close(ruleset)
-    return skipped
+
+    def restrict_self(self) -> None:
+        _check(_libc.syscall(_SYS_RESTRICT_SELF, self.fd, ctypes.c_uint32(0)), "landlock_restrict_self")
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

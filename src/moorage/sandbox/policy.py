@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from moorage.sandbox import _capabilities, _landlock
 
-__all__ = ["SandboxPolicy", "SandboxStatus", "confine", "system_read_paths"]
+__all__ = ["Confinement", "SandboxPolicy", "SandboxStatus", "confine", "system_read_paths"]
 
 # Read-only for every confined process: the system's programs and libraries, /proc and /sys (torch
 # reads CPU topology; another process's environ or memory still needs ptrace access, which Landlock
@@ -118,25 +118,54 @@ def system_read_paths() -> tuple[str, ...]:
     return tuple([*_SYSTEM_READ, *_world_readable("/etc"), *_python_paths(), *_resolved_etc_links()])
 
 
+def _device_rules(abi: int) -> Iterable[tuple[str, int]]:
+    everything = _landlock.handled_rights(abi)
+    write_file = _landlock.READ | _landlock.WRITE_FILE | _landlock.TRUNCATE
+    for path in _DEVICE_WRITE:
+        yield path, everything & ~_landlock.IOCTL_DEV if path == "/dev/shm" else write_file
+
+
 def _rules(policy: SandboxPolicy, abi: int) -> Iterable[tuple[str, int]]:
     everything = _landlock.handled_rights(abi)
     write_file = _landlock.READ | _landlock.WRITE_FILE | _landlock.TRUNCATE
     for path in policy.read_only:
         yield path, _landlock.READ
-    for path in _DEVICE_WRITE:
-        yield path, everything & ~_landlock.IOCTL_DEV if path == "/dev/shm" else write_file
+    yield from _device_rules(abi)
     for path in policy.devices:
         yield path, write_file | _landlock.IOCTL_DEV
     for path in policy.read_write:
         yield path, everything
 
 
-def confine(policy: SandboxPolicy) -> SandboxStatus:
+class Confinement:
+    """A Landlock ruleset built ahead of time with the rules every worker gets (the system's read-only
+    paths, the usual devices); it restricts nothing until `confine` adds one process's own paths and
+    applies it. A spare worker (worker/spare.py) builds it while it waits for a model, so that its
+    model's load does not pay for ~170 rules; what it then enforces is the ruleset `confine` builds in
+    one go for the same policy (a rule `confine` would add is skipped only when it is here already).
+    """
+
+    def __init__(self) -> None:
+        self.abi = _landlock.abi_version()
+        self.ruleset = _landlock.Ruleset(self.abi) if self.abi > 0 else None
+        self.covered: set[tuple[str, int]] = set()
+        if self.ruleset is not None:
+            common = [*((path, _landlock.READ) for path in system_read_paths()), *_device_rules(self.abi)]
+            self.ruleset.add(common)
+            self.covered.update(common)
+
+    def close(self) -> None:
+        if self.ruleset is not None:
+            self.ruleset.close()
+
+
+def confine(policy: SandboxPolicy, ahead: Confinement | None = None) -> SandboxStatus:
     """Confine the calling thread and its future children to `policy`; irreversible.
 
     Call it before model code runs, in a process with a single thread (a forked child, a fresh
     interpreter): Landlock binds the calling thread and what it starts. Raises OSError when the
-    kernel offers Landlock but refuses the ruleset (never run unconfined after asking).
+    kernel offers Landlock but refuses the ruleset (never run unconfined after asking). `ahead`: the
+    common rules already built in this process (Confinement); it is used up.
     """
     _capabilities.no_new_privs()
     dropped = False
@@ -145,6 +174,15 @@ def confine(policy: SandboxPolicy) -> SandboxStatus:
         dropped = True
     abi = _landlock.abi_version()
     skipped: list[str] = []
-    if abi > 0:
+    if abi > 0 and ahead is not None and ahead.ruleset is not None and ahead.abi == abi:
+        try:
+            ahead.ruleset.add(rule for rule in _rules(policy, abi) if rule not in ahead.covered)
+            ahead.ruleset.restrict_self()
+        finally:
+            ahead.close()
+        skipped = ahead.ruleset.skipped
+    elif abi > 0:
         skipped = _landlock.restrict_self(abi, _rules(policy, abi))
+    if ahead is not None:
+        ahead.close()
     return SandboxStatus(landlock_abi=abi, capabilities_dropped=dropped, skipped_paths=tuple(skipped))

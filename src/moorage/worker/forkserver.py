@@ -10,6 +10,8 @@ CUDA initialisation. It talks to the server over a SOCK_SEQPACKET socket: one JS
 message, with the worker's socket and log file passed as file descriptors (SCM_RIGHTS).
 
     server → fork server   {"op": "spawn", "token": n, "spec": <WorkerSpec JSON>}  + fds [ipc, log]
+                           {"op": "spare", "token": n}  + fds [ipc, log]   (the spec comes later over
+                           ipc, from the server itself: worker/spare.py)
     fork server → server   {"op": "ready", "pid": p, "preload_seconds": s}
                            {"op": "spawned", "token": n, "pid": p}
                            {"op": "exited", "pid": p, "returncode": rc}   (rc < 0: killed by signal -rc)
@@ -30,10 +32,11 @@ import time
 import traceback
 from typing import Any
 
-from moorage.sandbox import harden_server, system_read_paths
+from moorage.sandbox import Confinement, harden_server, system_read_paths
 from moorage.worker.lifetime import die_with_parent
 from moorage.worker.pageout import page_out_libraries
 from moorage.worker.protocol import WorkerSpec
+from moorage.worker.spare import receive_spec
 
 __all__ = ["main"]
 
@@ -51,9 +54,9 @@ def _preload(modules: list[str]) -> None:
 
 
 def _run_child(
-    spec_json: str, worker_fd: int, log_fd: int, ctl: socket.socket, wake_fds: tuple[int, int]
+    spec_json: str | None, worker_fd: int, log_fd: int, ctl: socket.socket, wake_fds: tuple[int, int]
 ) -> None:
-    """In the forked child: become a worker. Never returns."""
+    """In the forked child: become a worker (a spare, with no spec: wait for one first). Never returns."""
     code = 1
     try:
         ctl.close()
@@ -68,7 +71,15 @@ def _run_child(
         _reseed()
         from moorage.worker.main import run
 
-        code = run(socket.socket(fileno=worker_fd), WorkerSpec.from_json(spec_json))
+        sock = socket.socket(fileno=worker_fd)
+        ahead = None
+        if spec_json is None:  # a spare: build the rules every worker gets while no model is known
+            ahead = _confinement_ahead()
+            spec_json = receive_spec(sock)
+            if spec_json is None:  # discarded before it was given a model
+                code = 0
+                return
+        code = run(sock, WorkerSpec.from_json(spec_json), ahead)
     except BaseException:
         traceback.print_exc()
     finally:
@@ -77,6 +88,16 @@ def _run_child(
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _confinement_ahead() -> Confinement | None:
+    """The sandbox's common rules, built ahead (sandbox.Confinement); None where that fails, and the
+    worker then builds its whole ruleset when it is given its model (and fails there if it must)."""
+    try:
+        return Confinement()
+    except OSError as exc:
+        print(f"spare worker: could not build the sandbox's rules ahead: {exc}", file=sys.stderr, flush=True)
+        return None
 
 
 def _reseed() -> None:
@@ -105,6 +126,8 @@ def _reap(ctl: socket.socket) -> None:
 def serve(ctl: socket.socket, preload: list[str]) -> None:
     started = time.monotonic()
     _preload(preload)
+    # Every child runs the worker loop: import it once here (about 25 ms), not after each fork.
+    importlib.import_module("moorage.worker.main")
     # Workers confine themselves after the fork (worker/main.enter_sandbox); the paths every one of
     # them may read are listed once here, before forking, so they do not each walk /etc again.
     system_read_paths()
@@ -132,7 +155,7 @@ def serve(ctl: socket.socket, preload: list[str]) -> None:
         if not data:
             return  # the server is gone; the workers follow through their own death signal
         request = json.loads(data)
-        if request.get("op") != "spawn" or len(fds) != 2:
+        if request.get("op") not in ("spawn", "spare") or len(fds) != 2:
             for fd in fds:
                 os.close(fd)
             continue
@@ -141,7 +164,7 @@ def serve(ctl: socket.socket, preload: list[str]) -> None:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            _run_child(request["spec"], worker_fd, log_fd, ctl, (wake_read, wake_write))
+            _run_child(request.get("spec"), worker_fd, log_fd, ctl, (wake_read, wake_write))
         os.close(worker_fd)
         os.close(log_fd)
         _send(ctl, {"op": "spawned", "token": request["token"], "pid": pid})
