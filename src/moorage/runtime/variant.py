@@ -161,8 +161,12 @@ class VariantRuntime:
             )
         return specs
 
+    def _instance_id(self) -> str:
+        """A new instance's id, which names its log stream (a batch variant may reuse one)."""
+        return f"i-{uuid.uuid4().hex[:17]}"
+
     def _new_group(self) -> InstanceGroup:
-        instance_id = f"i-{uuid.uuid4().hex[:17]}"
+        instance_id = self._instance_id()
         log_path = self.setup.log_path or (
             self.setup.logs_dir / self.setup.endpoint / self.setup.variant / f"{instance_id}.log"
         )

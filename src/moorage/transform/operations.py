@@ -26,8 +26,10 @@ from moorage.transform.store import TransformStore
 
 __all__ = ["MAX_PAYLOAD_MB", "ResourceNotFound", "TransformApi", "job_arn"]
 
-# The worker protocol frames a message in at most 64 MiB (worker/protocol.py MAX_FRAME); a body of up
-# to 60 MiB leaves room for the headers. SageMaker allows 100 (docs/compatibility.md, Batch transform).
+# What `serve-model` as a batch container takes (SAGEMAKER_MAX_PAYLOAD_IN_MB): its bodies cross the
+# worker protocol in one frame of at most 64 MiB (worker/protocol.py MAX_FRAME), and 60 MiB leaves room
+# for the headers. A transform job's own requests go up to SageMaker's 100: a body above one frame
+# travels as a file (instances.py).
 MAX_PAYLOAD_MB = 60
 _SAGEMAKER_MAX_PAYLOAD_MB = 100
 
@@ -71,6 +73,12 @@ class TransformApi:
         if model is None:
             raise ValidationException(
                 f'Could not find model "{ctx.arn(ResourceKind.MODEL, request["ModelName"])}".'
+            )
+        if model.container.mode == "MultiModel":
+            # Records carry no TargetModel, so such a job could only fail once it ran: refuse it now.
+            raise ValidationException(
+                f'Model "{request["ModelName"]}" is a multi-model model (Mode MultiModel); batch transform '
+                "runs one model: create a model with the archive's own ModelDataUrl and use that."
             )
         now = ctx.clock()
         job = TransformJob(
@@ -172,11 +180,6 @@ def _check(request: JsonObject, *, embedded_s3: bool) -> None:
         problems.append("MaxPayloadInMB 0 (chunked encoding of unlimited size) is not supported by moorage")
     elif payload is not None and payload > _SAGEMAKER_MAX_PAYLOAD_MB:
         problems.append(f"MaxPayloadInMB must be at most {_SAGEMAKER_MAX_PAYLOAD_MB}")
-    elif payload is not None and payload > MAX_PAYLOAD_MB:
-        problems.append(
-            f"MaxPayloadInMB above {MAX_PAYLOAD_MB} is not supported by moorage yet (its worker protocol "
-            f"frames at most 64 MiB); use {MAX_PAYLOAD_MB} or less"
-        )
     if payload and concurrency and payload * concurrency > _SAGEMAKER_MAX_PAYLOAD_MB:
         problems.append(
             f"MaxConcurrentTransforms × MaxPayloadInMB ({concurrency} × {payload}) must not exceed "

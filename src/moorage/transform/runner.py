@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from moorage.artifacts import PreparedModel, prepare_model
+from moorage.asyncinf.bodies import BodyFiles
 from moorage.backends.base import Backend
 from moorage.control.arns import name_key
 from moorage.control.reconciler import model_source
@@ -38,25 +39,22 @@ from moorage.control.records import JsonObject
 from moorage.errors import MoorageError
 from moorage.logs.layout import TRANSFORM_DIR, TRANSFORM_VARIANT
 from moorage.runtime.instance_types import plan_instance
-from moorage.runtime.outcomes import Answered, Died, Outcome, TimedOut
-from moorage.runtime.pool import next_request_id
 from moorage.runtime.variant import VariantRuntime, VariantSetup
 from moorage.s3io import Storage, StorageError
 from moorage.settings import ContainerConfig, Settings
 from moorage.transform.config import JobConfig, output_key, relative_name, split_s3_uri
 from moorage.transform.dataproc import FilterError, split_answer
+from moorage.transform.instances import BatchVariant, ObjectFailed, call, earlier_instances
 from moorage.transform.joblog import JobLog
 from moorage.transform.records import InputObject, ObjectState, TransformJob, TransformStatus
 from moorage.transform.split import Payload, SplitError, decompressed, request_bodies
 from moorage.transform.store import MAX_FAILURE_REASON, TransformStore
-from moorage.worker.protocol import Invoke, WorkerSpec
 
 __all__ = ["TransformRunner"]
 
 log = logging.getLogger("moorage.transform")
 
 _T = TypeVar("_T")
-_RESPONSE_CAP = 60 * 1024 * 1024  # what one answer may be (worker/protocol.py frames at most 64 MiB)
 _FLUSH_BYTES = 1024 * 1024
 _PULL_RECORDS = 64  # request bodies read per trip to the reading thread
 _MAX_OBJECTS_AT_ONCE = 8
@@ -65,17 +63,6 @@ _MAX_IN_FLIGHT = 256  # WorkerSettings.max_queue_per_variant's default: the pool
 
 class _JobFailed(Exception):
     """The whole job cannot go on (no inputs, the model does not load); the message is its FailureReason."""
-
-
-class _ObjectFailed(Exception):
-    """One input object failed; the others go on."""
-
-
-class _BatchVariant(VariantRuntime):
-    """An endpoint variant whose workers may answer up to MaxPayloadInMB-sized bodies, not 6 MiB."""
-
-    def _specs(self, instance_id: str) -> list[WorkerSpec]:
-        return [replace(spec, max_response_bytes=_RESPONSE_CAP) for spec in super()._specs(instance_id)]
 
 
 @dataclass
@@ -116,6 +103,8 @@ class TransformRunner:
         # Built on the event loop; jobs may be created before `recover` runs.
         self._loop = asyncio.get_running_loop()
         self._checks: set[asyncio.Task[None]] = set()
+        # Request bodies and answers too large for a worker frame (instances.py), emptied at each start.
+        self._files = BodyFiles(settings.data_dir / "transform" / "bodies")
         self._io = ThreadPoolExecutor(max_workers=2 * _MAX_OBJECTS_AT_ONCE, thread_name_prefix="transform-io")
         self._closing = False
 
@@ -389,7 +378,11 @@ class TransformRunner:
         )
         concurrency = config.concurrency or plan.workers
         environment = config.worker_environment(job.container.environment, concurrency)
-        runtime = _BatchVariant(replace(setup, environment=environment), self.backend, self.settings.workers)
+        streams = self.logs_dir / job.name / TRANSFORM_VARIANT
+        earlier = await self._off_loop(earlier_instances, streams, config.instance_count)
+        runtime = BatchVariant(
+            replace(setup, environment=environment), self.backend, self.settings.workers, reuse=earlier
+        )
         try:
             await runtime.start()
         except MoorageError as exc:
@@ -471,14 +464,15 @@ class TransformRunner:
                         await asyncio.wait({in_flight[0][1]})
                         await settle(False)
                     await window.acquire()
-                    task = asyncio.get_running_loop().create_task(self._call(runtime, config, payload, url))
+                    request = call(runtime, config, payload, self._files)
+                    task = asyncio.get_running_loop().create_task(request)
                     in_flight.append((payload, task))
                     await settle(False)
             await settle(True)
             if written:
                 await self._off_loop(output.write, b"".join(written))
             await self._off_loop(output.commit)
-        except (_ObjectFailed, SplitError, FilterError, StorageError) as exc:
+        except (ObjectFailed, SplitError, FilterError, StorageError) as exc:
             await self._drop(in_flight, output, window)
             reason = str(exc)
             self._data_log(job.name, f"{url}: {reason}")
@@ -516,34 +510,6 @@ class TransformRunner:
         with contextlib.suppress(Exception):
             await asyncio.shield(self._off_loop(output.abort))
 
-    async def _call(self, runtime: VariantRuntime, config: JobConfig, payload: Payload, url: str) -> bytes:
-        """One request, retried up to InvocationsMaxRetries times; _ObjectFailed when it never succeeds."""
-        error = ""
-        for _ in range(config.retries + 1):
-            message = Invoke(
-                request_id=next_request_id(),
-                body=payload.body,
-                content_type=config.content_type,
-                accept=config.accept,
-            )
-            try:
-                outcome = await runtime.pool.submit(message)
-            except MoorageError as exc:
-                error = exc.message
-                continue
-            if isinstance(outcome, Answered) and outcome.reply.status < 300 and not outcome.reply.too_large:
-                return outcome.reply.body
-            error = _describe(outcome)
-        where = (
-            f"record {payload.first_index + 1}"
-            if payload.count == 1
-            else f"records {payload.first_index + 1}-{payload.first_index + payload.count}"
-        )
-        raise _ObjectFailed(
-            f"{where} (byte offset {payload.first_offset}) failed after {config.retries + 1} "
-            f"attempts: {error}"
-        )
-
     @staticmethod
     def _assemble(payload: Payload, answer: bytes, config: JobConfig, url: str) -> bytes:
         processing = config.processing
@@ -579,15 +545,3 @@ def _take(bodies: Iterator[Payload], count: int, budget: int) -> list[Payload]:
         if len(taken) >= count or size >= budget:
             break
     return taken
-
-
-def _describe(outcome: Outcome) -> str:
-    if isinstance(outcome, TimedOut):
-        return f"no answer within InvocationsTimeoutInSeconds ({outcome.timeout_s:g} s)"
-    if isinstance(outcome, Died):
-        return f"the worker died ({outcome.detail})"
-    reply = outcome.reply
-    if reply.too_large:
-        return f"the answer was larger than {_RESPONSE_CAP} bytes"
-    body = reply.body.decode("utf-8", "replace").strip()
-    return f"the handler answered {reply.status}: {body[:500]}"

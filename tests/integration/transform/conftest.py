@@ -10,18 +10,21 @@ write to their own scratch directory.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import textwrap
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import WaiterError
 
-from moorage.examples.builders import pack
 from support.hosting import FAST, IMAGE
+from support.hosting import pack_handler as pack_handler  # the transform tests import it from here
 from support.servers import REGION, RunningServer, start_server, wait_until_gone
 
 SCORE_HANDLER = textwrap.dedent("""
@@ -40,7 +43,7 @@ SCORE_HANDLER = textwrap.dedent("""
         out = []
         for line in lines:
             if line.startswith("block"):
-                urllib.request.urlopen(os.environ["GATE_URL"], timeout=300).read()
+                urllib.request.urlopen(f"{os.environ['GATE_URL']}?pid={os.getpid()}", timeout=300).read()
             if "bad" in line:
                 raise ValueError(f"cannot score {line!r}")
             if content_type == "text/csv":
@@ -52,13 +55,6 @@ SCORE_HANDLER = textwrap.dedent("""
                 out.append(json.dumps({"sum": sum(numbers), "n": len(lines), "batch": model["batch"]}))
         return "\\n".join(out) + "\\n", accept or content_type
 """)
-
-
-def pack_handler(root: Path, source: str) -> Path:
-    """`root/model.tar.gz`, whose code/inference.py is `source`."""
-    (root / "model" / "code").mkdir(parents=True)
-    (root / "model" / "code" / "inference.py").write_text(source)
-    return pack(root / "model", root / "model.tar.gz")
 
 
 def sdk_environment(monkeypatch: pytest.MonkeyPatch, server: RunningServer, home: Path) -> None:
@@ -80,15 +76,19 @@ def score_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Gate:
-    """A loopback HTTP server whose requests wait until the test opens it; counts who is waiting."""
+    """A loopback HTTP server whose requests wait until the test opens it; counts who is waiting and
+    keeps the process ids of the workers that came (`pids`, in arrival order)."""
 
     def __init__(self) -> None:
         self.opened = threading.Event()
         self.arrived = threading.Semaphore(0)
+        self.pids: list[int] = []
         gate = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                gate.pids.append(int(query.get("pid", ["0"])[0]))
                 gate.arrived.release()
                 gate.opened.wait(300)
                 self.send_response(200)
@@ -175,6 +175,7 @@ def start_job(
     data_type = extra.pop("data_type", "S3Prefix")
     compression = extra.pop("compression", "None")
     assemble = extra.pop("assemble", "Line")
+    resources = extra.pop("resources", {"InstanceType": "ml.m5.large", "InstanceCount": 1})
     sm.create_transform_job(
         TransformJobName=name,
         ModelName=model,
@@ -186,15 +187,29 @@ def start_job(
             "CompressionType": compression,
         },
         TransformOutput={"S3OutputPath": output, "AssembleWith": assemble, "Accept": content_type},
-        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        TransformResources=resources,
         **extra,
     )
     return name
 
 
+def start_staged_job(sm: Any, model: str, bucket: str, **extra: Any) -> str:
+    """`start_job` over what `stage` put under in/ of `bucket`, its output under out (`extra` as there)."""
+    return start_job(sm, model, f"s3://{bucket}/in/", f"s3://{bucket}/out", **extra)
+
+
 def wait_for_end(sm: Any, name: str) -> dict[str, Any]:
     """The boto3 waiter (Completed or Stopped), then the final description; Failed raises WaiterError."""
     sm.get_waiter("transform_job_completed_or_stopped").wait(TransformJobName=name, WaiterConfig=FAST)
+    described: dict[str, Any] = sm.describe_transform_job(TransformJobName=name)
+    return described
+
+
+def wait_for_job(sm: Any, name: str) -> dict[str, Any]:
+    """The final description, whatever the status (a Failed job's FailureReason is then in the
+    assertion's message; a job that never ends is still InProgress when the waiter gives up)."""
+    with contextlib.suppress(WaiterError):
+        sm.get_waiter("transform_job_completed_or_stopped").wait(TransformJobName=name, WaiterConfig=FAST)
     described: dict[str, Any] = sm.describe_transform_job(TransformJobName=name)
     return described
 

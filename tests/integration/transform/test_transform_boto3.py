@@ -18,10 +18,20 @@ import pytest
 from botocore.exceptions import ClientError, WaiterError
 
 from support.cli import Cli, isolated_environment
-from support.hosting import FAST
+from support.hosting import FAST, IMAGE
 from support.servers import RunningServer, http_get
 
-from .conftest import Gate, create_model, keys, new_bucket, read, stage, start_job, wait_for_end
+from .conftest import (
+    Gate,
+    create_model,
+    keys,
+    new_bucket,
+    read,
+    stage,
+    start_job,
+    start_staged_job,
+    wait_for_end,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -174,14 +184,8 @@ def test_a_bad_record_fails_its_object_only(clients: tuple[Any, Any], score_tar:
     sm, s3 = clients
     bucket = stage(s3, {"in/good.csv": "1,2\n", "in/ugly.csv": "1\n2\nbad\n4\n"})
     model = create_model(sm, score_tar)
-    name = start_job(
-        sm,
-        model,
-        f"s3://{bucket}/in/",
-        f"s3://{bucket}/out",
-        strategy="SingleRecord",
-        ModelClientConfig={"InvocationsMaxRetries": 0, "InvocationsTimeoutInSeconds": 60},
-    )
+    retries = {"InvocationsMaxRetries": 0, "InvocationsTimeoutInSeconds": 60}
+    name = start_staged_job(sm, model, bucket, strategy="SingleRecord", ModelClientConfig=retries)
 
     with pytest.raises(WaiterError):
         wait_for_end(sm, name)
@@ -235,6 +239,15 @@ def test_validation_names_what_to_fix(clients: tuple[Any, Any], score_tar: Path)
     with pytest.raises(ClientError) as missing:
         start_job(sm, "no-such-model", "s3://b/in/", "s3://b/out")
     assert 'Could not find model "arn:aws:sagemaker:' in missing.value.response["Error"]["Message"]
+    sm.create_model(
+        ModelName="transform-mme",
+        ExecutionRoleArn="arn:aws:iam::000000000000:role/moorage-tests",
+        PrimaryContainer={"Image": IMAGE, "Mode": "MultiModel", "ModelDataUrl": "s3://b/models/"},
+    )
+    with pytest.raises(ClientError) as multi:
+        start_job(sm, "transform-mme", "s3://b/in/", "s3://b/out")
+    assert multi.value.response["Error"]["Code"] == "ValidationException"
+    assert "multi-model model (Mode MultiModel)" in multi.value.response["Error"]["Message"]
 
 
 def test_list_filters_sorts_and_pages(clients: tuple[Any, Any], score_tar: Path) -> None:

@@ -26,7 +26,7 @@ import pytest
 from support.hosting import IMAGE
 from support.servers import REGION, RunningServer, base_environment
 
-from .conftest import create_model, pack_handler, sdk_environment, stage, start_job
+from .conftest import create_model, pack_handler, sdk_environment, stage, start_staged_job
 
 pytestmark = pytest.mark.slow
 
@@ -80,13 +80,8 @@ def finished(server: RunningServer, logging_tar: Path) -> FinishedJob:
     sm, s3 = server.client("sagemaker"), server.client("s3")
     bucket = stage(s3, dict(INPUTS))
     model = create_model(sm, logging_tar)
-    name = start_job(
-        sm,
-        model,
-        f"s3://{bucket}/in/",
-        f"s3://{bucket}/out",
-        strategy="SingleRecord",
-        ModelClientConfig={"InvocationsMaxRetries": 0},
+    name = start_staged_job(
+        sm, model, bucket, strategy="SingleRecord", ModelClientConfig={"InvocationsMaxRetries": 0}
     )
     described = _ended(sm, name)
     assert described["TransformJobStatus"] == "Failed"
