@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo notebook test check lint typecheck bench venv clean
+.PHONY: demo notebook test test-browser check lint typecheck bench venv clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,10 @@ notebook: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The web console in a real headless Chromium (Debian's `chromium`; the suite skips, saying why, without it).
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest tests/integration/console
 
 check: lint typecheck test
 
