@@ -37,7 +37,18 @@ BUCKET = "capture-bench"
 WARMUP = 200
 
 
-def _deploy(sm: Any, tarball: Path, name: str, capture: dict[str, Any] | None) -> None:
+def _deploy(
+    sm: Any,
+    tarball: Path,
+    name: str,
+    capture: dict[str, Any] | None = None,
+    *,
+    instances: int = 1,
+    async_config: dict[str, Any] | None = None,
+) -> None:
+    """An endpoint (model, config and endpoint all called `name`) of one worker per instance, waited
+    for; `capture`: its DataCaptureConfig, `async_config`: its AsyncInferenceConfig. The async and
+    streaming figures deploy with it too."""
     sm.create_model(
         ModelName=name,
         ExecutionRoleArn="arn:aws:iam::000000000000:role/moorage-bench",
@@ -49,10 +60,12 @@ def _deploy(sm: Any, tarball: Path, name: str, capture: dict[str, Any] | None) -
     variant = {
         "VariantName": "AllTraffic",
         "ModelName": name,
-        "InitialInstanceCount": 1,
+        "InitialInstanceCount": instances,
         "InstanceType": "ml.m5.large",
     }
-    extra = {"DataCaptureConfig": capture} if capture else {}
+    extra: dict[str, Any] = {"DataCaptureConfig": capture} if capture else {}
+    if async_config:
+        extra["AsyncInferenceConfig"] = async_config
     sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant], **extra)
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     sm.get_waiter("endpoint_in_service").wait(

@@ -28,6 +28,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,13 @@ CONCURRENCY = 2
 ROLE = "arn:aws:iam::000000000000:role/bench"
 
 
-def _serve(registry: Registry, data_dir: Path) -> tuple[Launched, dict[str, Any]]:
-    env = moorage_environment({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"})
+def _serve(
+    registry: Registry, data_dir: Path, settings: dict[str, str] | None = None
+) -> tuple[Launched, dict[str, Any]]:
+    """`moorage serve` on free ports; `settings`: MOORAGE_* variables it runs with."""
+    env = moorage_environment(
+        {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", **(settings or {})}
+    )
     argv = [
         sys.executable,
         "-m",
@@ -86,6 +92,13 @@ def _client(service: str, url: str) -> Any:
     )
 
 
+def _write_figures(out: Path, figures: dict[str, Any]) -> None:
+    """A figures script's `--out`: its figures as JSON (the folder made if need be); says where."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=1))
+    print(f"written to {out}")
+
+
 def _rows(count: int) -> bytes:
     row = ",".join(["0.25"] * 16) + "\n"
     return (row * count).encode()
@@ -108,12 +121,34 @@ def _transform(sm: Any, model: str, source: str, output: str, server: psutil.Pro
         TransformOutput={"S3OutputPath": output, "Accept": "text/csv", "AssembleWith": "Line"},
         TransformResources={"InstanceType": INSTANCE, "InstanceCount": 1},
     )
-    peak = baseline
-    first: tuple[float, int] | None = None  # when answers were first seen, and how many records then
+    samples = [baseline]
+    described, first, last = _follow(sm, name, lambda: samples.append(server.memory_info().rss))
+    peak = max(samples)
+    job_s = (described["TransformEndTime"] - described["TransformStartTime"]).total_seconds()
+    # Steady rate: from the first answers seen to the last progress sample (instances already up).
+    steady = (last[1] - first[1]) / (last[0] - first[0]) if first is not None and last[0] > first[0] else 0.0
+    return {
+        "job_s": job_s,
+        "steady_rate": steady,
+        "baseline_rss": baseline,
+        "peak_rss": peak,
+    }
+
+
+Progress = tuple[float, int]  # (time.monotonic(), records done then)
+
+
+def _follow(
+    sm: Any, name: str, each_poll: Callable[[], object] = lambda: None
+) -> tuple[dict[str, Any], Progress | None, Progress]:
+    """Poll transform job `name` every 50 ms until it ends (calling `each_poll` first each time); raise
+    unless it Completed. Its description, when answers were first seen (None if never while it ran)
+    and the last progress sample: the ends of a steady rate, instance start-up left out."""
+    first: Progress | None = None
     last = (time.monotonic(), 0)
     while True:
-        peak = max(peak, server.memory_info().rss)
-        described = sm.describe_transform_job(TransformJobName=name)
+        each_poll()
+        described: dict[str, Any] = sm.describe_transform_job(TransformJobName=name)
         if described["TransformJobStatus"] in ("Completed", "Failed", "Stopped"):
             break
         last = (time.monotonic(), _records_done(sm.meta.endpoint_url, name))
@@ -124,15 +159,7 @@ def _transform(sm: Any, model: str, source: str, output: str, server: psutil.Pro
         raise RuntimeError(
             f"the job ended {described['TransformJobStatus']}: {described.get('FailureReason')}"
         )
-    job_s = (described["TransformEndTime"] - described["TransformStartTime"]).total_seconds()
-    # Steady rate: from the first answers seen to the last progress sample (instances already up).
-    steady = (last[1] - first[1]) / (last[0] - first[0]) if first is not None and last[0] > first[0] else 0.0
-    return {
-        "job_s": job_s,
-        "steady_rate": steady,
-        "baseline_rss": baseline,
-        "peak_rss": peak,
-    }
+    return described, first, last
 
 
 def _records_done(url: str, name: str) -> int:

@@ -34,6 +34,8 @@ COMMAND_MODULES = (
     "update",
     "delete",
     "transform",
+    "queue",
+    "models",
     "logs",
     "capture",
     "credentials",

@@ -39,6 +39,8 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 
 BackendName = Literal["local", "ray"]
 AuthMode = Literal["none", "sigv4"]
+# The web console (moorage.console): "auto" serves it with auth on or on a loopback bind only.
+ConsoleMode = Literal["auto", "on", "off"]
 
 
 def env_int(environ: Mapping[str, str], name: str, default: int, *, minimum: int | None = None) -> int:
@@ -150,6 +152,11 @@ class WorkerSettings:
     # MOORAGE_SANDBOX_WRITABLE: directories every sandboxed worker may also write (a shared output
     # volume), comma-separated. Never the data dir or a directory above it: that undoes the sandbox.
     sandbox_writable: tuple[str, ...] = ()
+    # Streaming handlers (moorage.streaming): a worker runs at most stream_window parts ahead of the client
+    # (credit), and a stream that sends no part for stream_idle_timeout_s while the client waits ends with
+    # ModelInvocationTimeExceeded (the invocation timeout still bounds the whole stream).
+    stream_window: int = 16
+    stream_idle_timeout_s: float = 60.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -178,6 +185,8 @@ class WorkerSettings:
                 "MOORAGE_SANDBOX", environ.get("MOORAGE_SANDBOX", "auto"), ("auto", "require", "off")
             ),
             sandbox_writable=_env_list(environ, "MOORAGE_SANDBOX_WRITABLE"),
+            stream_window=env_int(environ, "MOORAGE_STREAM_WINDOW", 16, minimum=1),
+            stream_idle_timeout_s=env_float(environ, "MOORAGE_STREAM_IDLE_TIMEOUT", 60.0, minimum=0.01),
         )
 
 
@@ -291,22 +300,56 @@ class Settings:
     # How often Application Auto Scaling's target tracking reads the invocation counters (CloudWatch
     # evaluates SageMakerVariantInvocationsPerInstance once a minute).
     autoscale_period_s: float = 60.0
+    # A serverless variant (moorage.serverless) stops its instances after this long without a request
+    # (keeping ProvisionedConcurrency warm); the next call starts one and waits for it.
+    serverless_idle_s: float = 300.0
     # Each endpoint log file is copy-truncated at this size, keeping one old generation (moorage.logs).
     log_max_bytes: int = 50 * 1024 * 1024
     # A transform job's S3Prefix or manifest may name at most this many input objects (moorage.transform).
     transform_max_objects: int = 100_000
-    # Async inference (moorage.asyncinf): the largest input read from S3 (held whole while it runs; below
-    # the worker protocol's 64 MiB frame), how often waiting requests look for instances, and how many
-    # times an SNS notification is tried (backoff doubling from 0.5 s).
-    async_max_input_bytes: int = 60 * 1024 * 1024
+    # Async inference (moorage.asyncinf): the largest input read from S3 (SageMaker's 1 GB), how often
+    # waiting requests look for instances, and how many times an SNS notification is tried (backoff
+    # doubling from 0.5 s). Inputs and answers longer than large_body_bytes cross between the server
+    # and the worker as files in the worker's scratch dir, never whole in the server's memory
+    # (bench/CHOICES.md, "Large bodies"). While an answer's result object is written, the next request
+    # runs; at most async_max_publishing per endpoint are written at once (docs/async.md, "Figures").
+    async_max_input_bytes: int = 1024 * 1024 * 1024
+    large_body_bytes: int = 1024 * 1024
     async_recheck_s: float = 0.5
     async_notify_attempts: int = 5
+    async_max_publishing: int = 8
     # Data capture (moorage.capture): captured records wait in memory (at most capture_buffer_bytes; more
     # are dropped and counted) and are written as one JSON Lines file per endpoint, variant and hour
     # every capture_flush_s, or sooner once capture_file_bytes are waiting.
     capture_flush_s: float = 10.0
     capture_file_bytes: int = 8 * 1024 * 1024
     capture_buffer_bytes: int = 64 * 1024 * 1024
+    # Shadow variants (runtime/shadow.py): at most this many copies of requests outstanding at once; more
+    # are dropped and counted.
+    shadow_max_outstanding: int = 64
+    # CloudWatch (moorage.cloudwatch): the runtime's counters are sampled into the metric history every
+    # cloudwatch_sample_s (alarms are evaluated then too), kept cloudwatch_retention_s, and alarm or query
+    # periods shorter than cloudwatch_min_period_s are refused (CloudWatch's own floor is 10 s).
+    cloudwatch_sample_s: float = 10.0
+    cloudwatch_retention_s: float = 24 * 3600.0
+    cloudwatch_min_period_s: int = 10
+    # Multi-model endpoints (moorage.multimodel): each instance's memory budget for loaded models (None:
+    # 90% of the instance type's memory, or half this machine's for types without one), a cap on models
+    # loaded per instance (0: the budget alone decides), how long a first call waits for its model before
+    # ModelNotReadyException (SageMaker: 60 s) and how long a load may go on in the background (360 s).
+    mme_memory_bytes: int | None = None
+    mme_max_models: int = 0
+    mme_ready_wait_s: float = 60.0
+    mme_load_timeout_s: float = 360.0
+    # Workers each multi-model instance forks ahead of its next loads (docs/multi-model.md, "Cold loads"):
+    # a first call then skips the fork and the worker's start-up; 0 forks at each load.
+    mme_spare_workers: int = 1
+    # A model with this many calls in flight on each of its copies is loaded on one more instance (the
+    # one with the most room that lacks it); 0: never.
+    mme_spread_after: int = 4
+    # The web console at /console/ (moorage.console): "auto" serves it when --auth sigv4 is on or the bind
+    # is loopback, never to the network without authentication; "on" and "off" say so outright.
+    console: ConsoleMode = "auto"
 
     def __post_init__(self) -> None:
         # Every path below derives from data_dir; resolving it here covers flags, variables and replace().
@@ -340,6 +383,7 @@ class Settings:
             artifacts=ArtifactPolicy.from_environ(environ),
             ray=RaySettings.from_environ(environ),
             autoscale_period_s=env_float(environ, "MOORAGE_AUTOSCALE_PERIOD", 60.0, minimum=0.1),
+            serverless_idle_s=env_float(environ, "MOORAGE_SERVERLESS_IDLE_SECONDS", 300.0, minimum=0.05),
             log_max_bytes=env_int(environ, "MOORAGE_LOG_MAX_BYTES", cls.log_max_bytes, minimum=64 * 1024),
             transform_max_objects=env_int(
                 environ, "MOORAGE_TRANSFORM_MAX_OBJECTS", cls.transform_max_objects, minimum=1
@@ -348,8 +392,12 @@ class Settings:
                 environ, "MOORAGE_ASYNC_MAX_INPUT_BYTES", cls.async_max_input_bytes, minimum=1
             ),
             async_recheck_s=env_float(environ, "MOORAGE_ASYNC_RECHECK", cls.async_recheck_s, minimum=0.01),
+            large_body_bytes=env_int(environ, "MOORAGE_LARGE_BODY_BYTES", cls.large_body_bytes, minimum=0),
             async_notify_attempts=env_int(
                 environ, "MOORAGE_ASYNC_NOTIFY_ATTEMPTS", cls.async_notify_attempts, minimum=1
+            ),
+            async_max_publishing=env_int(
+                environ, "MOORAGE_ASYNC_MAX_PUBLISHING", cls.async_max_publishing, minimum=1
             ),
             capture_flush_s=env_float(environ, "MOORAGE_CAPTURE_FLUSH", cls.capture_flush_s, minimum=0.01),
             capture_file_bytes=env_int(
@@ -357,6 +405,33 @@ class Settings:
             ),
             capture_buffer_bytes=env_int(
                 environ, "MOORAGE_CAPTURE_BUFFER_BYTES", cls.capture_buffer_bytes, minimum=1024
+            ),
+            cloudwatch_sample_s=env_float(
+                environ, "MOORAGE_CLOUDWATCH_SAMPLE", cls.cloudwatch_sample_s, minimum=0.05
+            ),
+            cloudwatch_retention_s=env_float(
+                environ, "MOORAGE_CLOUDWATCH_RETENTION", cls.cloudwatch_retention_s, minimum=1.0
+            ),
+            cloudwatch_min_period_s=env_int(
+                environ, "MOORAGE_CLOUDWATCH_MIN_PERIOD", cls.cloudwatch_min_period_s, minimum=1
+            ),
+            mme_memory_bytes=(
+                env_int(environ, "MOORAGE_MME_MEMORY_BYTES", 0, minimum=1)
+                if environ.get("MOORAGE_MME_MEMORY_BYTES", "").strip()
+                else None
+            ),
+            mme_max_models=env_int(environ, "MOORAGE_MME_MAX_MODELS", cls.mme_max_models, minimum=0),
+            mme_ready_wait_s=env_float(environ, "MOORAGE_MME_READY_WAIT", cls.mme_ready_wait_s, minimum=0.01),
+            mme_load_timeout_s=env_float(
+                environ, "MOORAGE_MME_LOAD_TIMEOUT", cls.mme_load_timeout_s, minimum=1.0
+            ),
+            mme_spare_workers=env_int(environ, "MOORAGE_MME_SPARE_WORKERS", cls.mme_spare_workers, minimum=0),
+            mme_spread_after=env_int(environ, "MOORAGE_MME_SPREAD_AFTER", cls.mme_spread_after, minimum=0),
+            shadow_max_outstanding=env_int(
+                environ, "MOORAGE_SHADOW_MAX_OUTSTANDING", cls.shadow_max_outstanding, minimum=1
+            ),
+            console=_check_choice(  # type: ignore[arg-type]
+                "MOORAGE_CONSOLE", environ.get("MOORAGE_CONSOLE", "auto"), ("auto", "on", "off")
             ),
         )
         given = {name: value for name, value in flags.items() if value is not None}

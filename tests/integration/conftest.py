@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +10,7 @@ import pytest
 
 from moorage.examples.builders import pack, seed_model_dir, test_image, tiny_model_dir
 from support.handlers import FAULT_HANDLER
+from support.servers import static_files
 
 
 @dataclass(frozen=True)
@@ -50,20 +48,8 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
     )
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="session")
 def image_server(artifacts: Artifacts) -> Iterator[str]:
     """A plain HTTP server on 127.0.0.1 handing out the test images (the seed's input_fn downloads URLs)."""
-    handler = functools.partial(_QuietHandler, directory=str(artifacts.image_png.parent))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with static_files(artifacts.image_png.parent) as url:
+        yield url

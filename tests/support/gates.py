@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import threading
 from collections import Counter, defaultdict
+from types import TracebackType
 
 __all__ = ["Gate"]
 
@@ -54,3 +55,12 @@ class Gate:
             event.set()
         self.server.shutdown()
         self.server.server_close()
+
+    def __enter__(self) -> Gate:
+        """`with Gate() as gate:` closes it however the block ends (a fixture yields from this)."""
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()

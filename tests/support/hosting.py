@@ -16,15 +16,21 @@ FAST = {"Delay": 0.25, "MaxAttempts": 400}  # waiters: poll often, give up after
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.1-cpu-py310"
 
 
-def pack_fault_handler(root: Path) -> Path:
-    """model.tar.gz with no weights and the fault handler (tests/support/handlers.py) as code/inference.py."""
+def pack_handler(root: Path, source: str, *, folder: str = "model", archive: str = "model.tar.gz") -> Path:
+    """`root/<archive>` with no weights, whose code/inference.py is `source` (built in `root/<folder>`)."""
     from moorage.examples.builders import pack
+
+    model_dir = root / folder
+    (model_dir / "code").mkdir(parents=True)
+    (model_dir / "code" / "inference.py").write_text(source)
+    return pack(model_dir, root / archive)
+
+
+def pack_fault_handler(root: Path) -> Path:
+    """fault.tar.gz with no weights and the fault handler (tests/support/handlers.py) as code/inference.py."""
     from support.handlers import FAULT_HANDLER
 
-    model_dir = root / "fault"
-    (model_dir / "code").mkdir(parents=True)
-    (model_dir / "code" / "inference.py").write_text(FAULT_HANDLER)
-    return pack(model_dir, root / "fault.tar.gz")
+    return pack_handler(root, FAULT_HANDLER, folder="fault", archive="fault.tar.gz")
 
 
 def unique(prefix: str) -> str:
@@ -43,11 +49,13 @@ def deploy(
     wait: bool = True,
     async_config: dict[str, Any] | None = None,
     capture_config: dict[str, Any] | None = None,
+    serverless_config: dict[str, Any] | None = None,
 ) -> str:
     """CreateModel + CreateEndpointConfig + CreateEndpoint, as a user's script does; returns the name.
 
     `async_config`: the config's AsyncInferenceConfig (an asynchronous endpoint); `capture_config`: its
-    DataCaptureConfig."""
+    DataCaptureConfig; `serverless_config`: the variants' ServerlessConfig instead of an instance type
+    and count (a serverless endpoint)."""
     name = name or unique("ep")
     model = unique("model")
     sm.create_model(
@@ -66,8 +74,11 @@ def deploy(
             {
                 "VariantName": variant,
                 "ModelName": model,
-                "InitialInstanceCount": instances,
-                "InstanceType": instance_type,
+                **(
+                    {"ServerlessConfig": serverless_config}
+                    if serverless_config is not None
+                    else {"InitialInstanceCount": instances, "InstanceType": instance_type}
+                ),
                 "InitialVariantWeight": weight,
             }
             for variant, weight in variants
@@ -97,7 +108,14 @@ def new_config(
             "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **(env or {})},
         },
     )
-    config = unique("config")
+    return one_variant_config(sm, model, instances=instances, instance_type=instance_type)
+
+
+def one_variant_config(
+    sm: Any, model: str, *, name: str | None = None, instances: int = 1, instance_type: str = "ml.m5.large"
+) -> str:
+    """CreateEndpointConfig whose one variant, AllTraffic, serves `model`; returns the config's name."""
+    config = name or unique("config")
     sm.create_endpoint_config(
         EndpointConfigName=config,
         ProductionVariants=[
@@ -160,3 +178,19 @@ def wait_for_counts(
         if time.monotonic() > deadline:
             raise TimeoutError(f"endpoint {name} never reached {status} {current}/{desired}: {seen}")
         time.sleep(0.05)
+
+
+def current_instances(sm: Any, name: str, variant: str = "AllTraffic") -> int:
+    """A variant's CurrentInstanceCount from DescribeEndpoint (a serverless one has no desired count)."""
+    described = sm.describe_endpoint(EndpointName=name)
+    summary = next(v for v in described["ProductionVariants"] if v["VariantName"] == variant)
+    count: int = summary["CurrentInstanceCount"]
+    return count
+
+
+def wait_for_instances(sm: Any, name: str, count: int, timeout: float = 60.0) -> None:
+    """Poll DescribeEndpoint until the variant's CurrentInstanceCount is `count`."""
+    deadline = time.monotonic() + timeout
+    while current_instances(sm, name) != count:
+        assert time.monotonic() < deadline, f"{name} never reached {count} instance(s)"
+        time.sleep(0.1)

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Sequence
 
 from moorage.backends.base import ReadyInfo, WorkerLost
+from moorage.streaming.relay import PartStream
 from moorage.worker.protocol import Invoke, Reply
 
 
@@ -22,7 +23,7 @@ class InProcessWorker:
         self.answer_pings = True
         self._gone: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._pending: list[asyncio.Future[Reply]] = []
+        self._pending: list[asyncio.Future[Reply | PartStream]] = []
 
     @property
     def pid(self) -> int | None:
@@ -31,9 +32,9 @@ class InProcessWorker:
     async def wait_ready(self, timeout: float) -> ReadyInfo:
         return ReadyInfo(pid=None, load_seconds=0.0, device="cpu")
 
-    def invoke(self, batch: Sequence[Invoke]) -> list[asyncio.Future[Reply]]:
+    def invoke(self, batch: Sequence[Invoke]) -> list[asyncio.Future[Reply | PartStream]]:
         loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in batch]
+        futures: list[asyncio.Future[Reply | PartStream]] = [loop.create_future() for _ in batch]
         self.batches.append([message.request_id for message in batch])
         for message, future in zip(batch, futures, strict=True):
             self._pending.append(future)
@@ -42,7 +43,7 @@ class InProcessWorker:
             task.add_done_callback(self._tasks.discard)
         return futures
 
-    async def _answer(self, message: Invoke, future: asyncio.Future[Reply]) -> None:
+    async def _answer(self, message: Invoke, future: asyncio.Future[Reply | PartStream]) -> None:
         body = message.body
         if body.startswith(b"sleep:"):
             await asyncio.sleep(float(body.split(b":", 1)[1]))

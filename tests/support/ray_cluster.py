@@ -13,17 +13,23 @@ needs (token authentication on, temp files in a short private dir) and tells whi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import psutil
+
+if TYPE_CHECKING:
+    from support.servers import RunningServer
 
 
 def ray_environment(token_path: Path, temp_root: Path) -> dict[str, str]:
@@ -107,6 +113,69 @@ class RayCluster:
             if stream is not None:
                 stream.close()
         shutil.rmtree(self.temp_root, ignore_errors=True)
+
+
+_GIB = 1024**3
+# Two nodes on loopback. An ml.c5.large or ml.c6i.large worker asks Ray for 2 CPUs and 4 GiB: the head holds
+# two of them, the side node one, so two instances spread over both nodes, and once the side node is lost
+# both fit on the head. The cluster's own failure detection is made quick for a test (docs/ray.md).
+TWO_NODES: dict[str, Any] = {
+    "nodes": [
+        {"name": "head", "num_cpus": 4, "memory": 16 * _GIB},
+        {"name": "side", "num_cpus": 2, "memory": 8 * _GIB},
+    ],
+    "system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3},
+}
+
+
+@contextlib.contextmanager
+def running_cluster(spec: dict[str, Any]) -> Iterator[RayCluster]:
+    """A cluster for a test module: started, then stopped with every process it started gone."""
+    from support.servers import base_environment, wait_until_gone
+
+    tag = uuid.uuid4().hex
+    running = RayCluster.start(spec, base_environment(tag))
+    yield running
+    running.stop()
+    assert not wait_until_gone(tag, timeout=60), running.log()[-3000:]
+
+
+@contextlib.contextmanager
+def joined_server(cluster: RayCluster, data_dir: Path) -> Iterator[RunningServer]:
+    """`moorage serve --backend ray --ray-address` on `cluster`, with quick pings and placement."""
+    from support.servers import start_server, wait_until_gone
+
+    env = {
+        **{key: value for key, value in cluster.env.items() if key.startswith("RAY_AUTH")},
+        "MOORAGE_PING_INTERVAL": "0.5",
+        "MOORAGE_RAY_PLACEMENT_TIMEOUT": "60",
+    }
+    running = start_server(
+        data_dir, args=["--backend", "ray", "--ray-address", cluster.address], env=env, timeout=120
+    )
+    yield running
+    running.stop()
+    assert not wait_until_gone(running.tag, timeout=60), running.log()[-3000:]
+
+
+def module_fixtures(spec: dict[str, Any], label: str) -> tuple[Any, Any]:
+    """A test module's `cluster` (running `spec`) and `server` (joined to it, its data dir in a temp dir
+    named `label`) fixtures, one of each for the module: `cluster, server = module_fixtures(...)`."""
+    import pytest
+
+    @pytest.fixture(scope="module", name="cluster")
+    def cluster_fixture() -> Iterator[RayCluster]:
+        with running_cluster(spec) as running:
+            yield running
+
+    @pytest.fixture(scope="module", name="server")
+    def server_fixture(
+        cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[RunningServer]:
+        with joined_server(cluster, tmp_path_factory.mktemp(label) / "data") as running:
+            yield running
+
+    return cluster_fixture, server_fixture
 
 
 def _read_line(process: subprocess.Popen[str], stream: IO[str], timeout: float) -> str:

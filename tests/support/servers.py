@@ -7,17 +7,21 @@ tag, so a test can prove that nothing outlived it.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,3 +287,38 @@ def post(
             return response.status, dict(response.headers), response.read(), response.reason
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read(), exc.reason
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def static_files(directory: Path) -> Iterator[str]:
+    """A plain HTTP server on 127.0.0.1 handing out the files of `directory`; yields its URL."""
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietFiles, directory=str(directory))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def server_with_bucket(
+    data_dir: Path, bucket: str, *, env: Mapping[str, str] | None = None
+) -> Iterator[RunningServer]:
+    """A module's `moorage serve` with one bucket made in its S3 store; stopped afterwards, and then
+    nothing it started may outlive it (the module's fixtures yield from this)."""
+    running = start_server(data_dir, env=env)
+    try:
+        running.client("s3").create_bucket(Bucket=bucket)
+        yield running
+    finally:
+        running.stop()
+    assert not wait_until_gone(running.tag), running.log()[-3000:]

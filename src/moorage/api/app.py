@@ -11,6 +11,10 @@ GET  /ping                                        the server itself is up (not a
 GET  /_moorage/info                               version, S3 URL, region, account: what a client
                                                   needs before it can sign (so, like /ping, no auth)
 GET  /metrics                                     Prometheus text, SageMaker's CloudWatch names
+POST /service/{Service}/operation/{Operation}     Smithy RPC v2 CBOR services in `rpc_services`:
+                                                  CloudWatch (api/cloudwatch.py)
+GET  /console/...                                 the web console's static files (moorage.console); its
+                                                  API calls are signed like any client's
 
 Before any route, `guard` refuses a foreign Host and, while authentication is off, a cross-site
 browser request (httpd/hosts.py), with 403 AccessDeniedException in the API's own error shape.
@@ -23,13 +27,16 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from moorage.api.async_runtime import AsyncRuntimeApi, parse_async_path
+from moorage.api.cloudwatch import cloudwatch_error, is_cloudwatch_request
 from moorage.api.errors import control_error, new_request_id, query_error
 from moorage.api.iam import IAM_NAMESPACE, is_query_request
 from moorage.api.runtime import RuntimeApi, parse_invocation_path
+from moorage.console import ConsoleSite
 from moorage.errors import (
     AccessDeniedException,
     AuthError,
     InternalFailure,
+    MoorageError,
     PayloadTooLarge,
     UnknownOperationException,
 )
@@ -58,6 +65,8 @@ class MainApp:
         info: Mapping[str, object] | None = None,
         guard: BrowserGuard | None = None,
         async_runtime: AsyncRuntimeApi | None = None,
+        console: ConsoleSite | None = None,
+        rpc_services: Mapping[str, JsonService] | None = None,
     ) -> None:
         """`json_services` maps an X-Amz-Target prefix (e.g. "SageMaker") to its handler;
         `query_service` answers the AWS query protocol (IAM); `info` is served at /_moorage/info;
@@ -70,16 +79,20 @@ class MainApp:
         self.info = json.dumps(dict(info or {})).encode()
         self.guard = guard
         self.async_runtime = async_runtime
+        self.console = console
+        self.rpc_services = dict(rpc_services or {})  # Smithy service name → handler (CloudWatch)
 
     async def __call__(self, request: Request) -> Response | StreamingResponse:
         try:
             return await self._route(request)
         except PayloadTooLarge as exc:
             # From `authenticate`, which reads a signed body under its route's cap before the route runs.
-            response = control_error(exc, new_request_id())
+            response = _error(request, exc)
             response.close = True
             return response
         except AuthError as exc:
+            if is_cloudwatch_request(request):
+                return _error(request, exc)
             if is_query_request(request):
                 return query_error(exc, new_request_id(), IAM_NAMESPACE)
             return control_error(exc, new_request_id())
@@ -100,6 +113,8 @@ class MainApp:
             return Response(200, b'{"status": "Healthy"}', [("Content-Type", "application/json")])
         if method in ("GET", "HEAD") and path == "/_moorage/info":
             return Response(200, self.info, [("Content-Type", "application/json")])
+        if self.console is not None and self.console.claims(path):
+            return self.console.serve(request)  # static files only: every API call it makes is authenticated
         if self.authenticate is not None:
             await self.authenticate(request)
         if method == "POST":
@@ -122,6 +137,9 @@ class MainApp:
                     if async_only is not None:
                         return async_only
                 return await self.runtime.invoke_endpoint(request, endpoint, streaming=streaming)
+            rpc_service = self.rpc_services.get(path.split("/")[2]) if path.startswith("/service/") else None
+            if rpc_service is not None:
+                return await rpc_service(request)
             async_endpoint = parse_async_path(path)
             if async_endpoint is not None and self.async_runtime is not None:
                 return await self.async_runtime.invoke_async(request, async_endpoint)
@@ -133,9 +151,18 @@ class MainApp:
         )
 
 
+def _error(request: Request, error: MoorageError) -> Response:
+    """An error raised before the route ran: CloudWatch's shape for its requests, else the control plane's."""
+    if is_cloudwatch_request(request):
+        return cloudwatch_error(error, new_request_id(), cbor_body=request.path != "/")
+    return control_error(error, new_request_id())
+
+
 def _refused(request: Request, error: AccessDeniedException) -> Response:
     """A browser-safety refusal in the shape the caller's protocol expects (query XML, or JSON with the
     code also in x-amzn-ErrorType, where rest-json clients such as sagemaker-runtime look first)."""
+    if is_cloudwatch_request(request):
+        return _error(request, error)
     if is_query_request(request):
         return query_error(error, new_request_id(), IAM_NAMESPACE)
     response = control_error(error, new_request_id())

@@ -266,8 +266,8 @@ class SageMakerAuth:
 
     @staticmethod
     def _body_limit(request: Request) -> int:
-        if request.method == "POST" and request.path == "/":
-            return CONTROL_BODY_BYTES
+        if request.method == "POST" and (request.path == "/" or request.path.startswith("/service/")):
+            return CONTROL_BODY_BYTES  # the JSON 1.1 APIs, and Smithy RPC v2 CBOR (CloudWatch)
         if request.method == "POST" and parse_invocation_path(request.path) is not None:
             return MAX_PAYLOAD_BYTES
         return _OTHER_BODY_BYTES

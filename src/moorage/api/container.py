@@ -17,16 +17,21 @@ admits any IP-literal Host, and MOORAGE_SERVER_NAMES lists the names it is calle
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from moorage.api.execution_parameters import BatchParameters, request_cap
 from moorage.errors import MoorageError, PayloadTooLarge, ServiceUnavailable, ThrottlingException
-from moorage.httpd import Request, Response
+from moorage.httpd import Request, Response, StreamingResponse
 from moorage.httpd.hosts import BrowserGuard
 from moorage.runtime.outcomes import Answered, Died, Outcome, TimedOut
 from moorage.runtime.pool import next_request_id
 from moorage.runtime.variant import VariantRuntime
 from moorage.settings import MAX_PAYLOAD_BYTES
+from moorage.streaming.responses import chunks
 from moorage.worker.protocol import Invoke
+
+if TYPE_CHECKING:
+    from moorage.api.container_models import ModelsApi
 
 __all__ = ["ContainerApp", "forwarded_headers", "torchserve_error"]
 
@@ -59,12 +64,14 @@ def forwarded_headers(request: Request) -> tuple[tuple[str, str], ...]:
 
 
 def invoke_message(request: Request, body: bytes) -> Invoke:
+    """The worker request; a handler that yields answers chunked, part by part (moorage.streaming)."""
     return Invoke(
         request_id=next_request_id(),
         body=body,
         content_type=request.headers.get("content-type"),
         accept=request.headers.get("accept"),
         headers=forwarded_headers(request),
+        stream=True,
     )
 
 
@@ -78,14 +85,17 @@ class ContainerApp:
         self.variant = variant  # None until the model is prepared; /ping says Unhealthy meanwhile
         self.guard = guard
         self.batch = batch  # None: a real-time container (no /execution-parameters, 6 MiB bodies)
+        self.models: ModelsApi | None = None  # serve-model --multi-model: SageMaker's /models API
 
-    async def __call__(self, request: Request) -> Response:
+    async def __call__(self, request: Request) -> Response | StreamingResponse:
         refusal = self.guard.check(request) if self.guard is not None else None
         if refusal is not None:
             return torchserve_error(403, "AccessDeniedException", refusal)
         if request.path == "/ping" and request.method in ("GET", "HEAD"):
-            healthy = self.variant is not None and self.variant.healthy
+            healthy = (self.variant is not None and self.variant.healthy) or self.models is not None
             return Response(200 if healthy else 500, _HEALTHY if healthy else _UNHEALTHY, list(_JSON))
+        if self.models is not None and self.models.claims(request.path):
+            return await self.models(request)
         if request.path in ("/invocations", "/models/model/invoke") and request.method == "POST":
             return await self.invocations(request)
         if request.path == "/execution-parameters" and request.method == "GET" and self.batch is not None:
@@ -107,7 +117,7 @@ class ContainerApp:
         body = json.dumps(batch.answer(workers)).encode()
         return Response(200, body, list(_JSON))
 
-    async def invocations(self, request: Request) -> Response:
+    async def invocations(self, request: Request) -> Response | StreamingResponse:
         try:
             body = await request.body(request_cap(self.batch))
             if self.variant is None or not self.variant.started:
@@ -124,10 +134,16 @@ class ContainerApp:
         return container_response(outcome)
 
 
-def container_response(outcome: Outcome) -> Response:
+def container_response(outcome: Outcome) -> Response | StreamingResponse:
     """Show an outcome the way SageMaker's container would answer it."""
     if isinstance(outcome, Answered):
         reply = outcome.reply
+        if outcome.stream is not None:
+            headers = list(reply.headers)
+            if reply.content_type is not None:
+                headers.append(("Content-Type", reply.content_type))
+            parts = chunks(outcome.stream, "/invocations")
+            return StreamingResponse(reply.status, parts, headers, reason=reply.reason)
         if reply.too_large:
             return torchserve_error(
                 500,

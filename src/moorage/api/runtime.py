@@ -8,6 +8,8 @@ dies or times out — never a 5xx for model failures, because botocore retries 5
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -16,12 +18,15 @@ from moorage.api.errors import new_request_id, runtime_error
 from moorage.api.eventstream import payload_part
 from moorage.capture.service import CaptureService, Invocation
 from moorage.errors import ModelError, MoorageError, ValidationError
-from moorage.httpd import Request, Response
+from moorage.httpd import Request, Response, StreamingResponse
+from moorage.multimodel.calls import TARGET_MODEL, submit_call
 from moorage.runtime.metrics import Metrics
 from moorage.runtime.outcomes import Answered, Died, Outcome, TimedOut
 from moorage.runtime.pool import next_request_id
 from moorage.runtime.router import Router
+from moorage.runtime.shadow import ShadowMirror
 from moorage.settings import MAX_PAYLOAD_BYTES
+from moorage.streaming.responses import events
 from moorage.worker.protocol import Invoke
 
 __all__ = ["RuntimeApi", "parse_invocation_path"]
@@ -91,17 +96,16 @@ def _check_headers(request: Request) -> _Checked:
         errors.append(
             "Value at 'inferenceId' failed to satisfy constraint: Member must have length between 1 and 64"
         )
-    if request.headers.get("X-Amzn-SageMaker-Target-Model") is not None:
-        errors.append(
-            "TargetModel is for multi-model endpoints, which moorage does not serve; "
-            "remove the TargetModel parameter."
-        )
     if errors:
         count = len(errors)
         raise ValidationError(
             f"{count} validation error{'s' if count > 1 else ''} detected: " + "; ".join(errors)
         )
     return _Checked(target_variant=target)
+
+
+def _observe_whole(capture: CaptureService, invocation: Invocation, body: bytes) -> None:
+    capture.observe(dataclasses.replace(invocation, response_body=body))
 
 
 def _metric_status(status: int, outcome: Outcome | None) -> int:
@@ -123,14 +127,18 @@ class RuntimeApi:
         region: str,
         account: str,
         capture: CaptureService | None = None,
+        shadow: ShadowMirror | None = None,
     ) -> None:
         self.router = router
         self.metrics = metrics
         self.region = region
         self.account = account
         self.capture = capture  # data capture (moorage.capture); None: nothing is captured
+        self.shadow = shadow  # copies sampled requests to a shadow variant (runtime/shadow.py)
 
-    async def invoke_endpoint(self, request: Request, endpoint: str, *, streaming: bool = False) -> Response:
+    async def invoke_endpoint(
+        self, request: Request, endpoint: str, *, streaming: bool = False
+    ) -> Response | StreamingResponse:
         """InvokeEndpoint, or InvokeEndpointWithResponseStream when `streaming` (its Accept header is
         X-Amzn-SageMaker-Accept and its answer is event-stream framed, spec §4.5)."""
         request_id = new_request_id()
@@ -155,21 +163,29 @@ class RuntimeApi:
                 accept=accept,
                 headers=sagemaker_headers(request, streaming=streaming),
             )
-            outcome = await variant.pool.submit(message)
+            target = request.headers.get(TARGET_MODEL)
+            if self.shadow is not None:  # a copy to the shadow variant, beside this one; never waited for
+                self.shadow.mirror(endpoint, message, request.headers.get("X-Amzn-SageMaker-Inference-Id"))
+            if streaming:  # a handler that yields sends each part as it comes (moorage.streaming)
+                message = dataclasses.replace(message, stream=True)
+            outcome = await submit_call(variant, endpoint, target, message, request_id)
             response = self._respond(endpoint, variant_name, outcome, request_id, streaming)
             if self.capture is not None and response.status == 200 and isinstance(outcome, Answered):
-                # Sampling and writing happen off the request path: this returns at once.
-                self.capture.observe(
-                    Invocation(
-                        endpoint=endpoint,
-                        variant=variant_name,
-                        inference_id=request.headers.get("X-Amzn-SageMaker-Inference-Id"),
-                        request_body=body,
-                        request_type=message.content_type,
-                        response_body=outcome.reply.body,
-                        response_type=outcome.reply.content_type,
-                    )
+                # Sampling and writing happen off the request path: this returns at once (a streamed
+                # answer is captured whole once it has ended well).
+                invocation = Invocation(
+                    endpoint=endpoint,
+                    variant=variant_name,
+                    inference_id=request.headers.get("X-Amzn-SageMaker-Inference-Id"),
+                    request_body=body,
+                    request_type=message.content_type,
+                    response_body=outcome.reply.body,
+                    response_type=outcome.reply.content_type,
                 )
+                if outcome.stream is None:
+                    self.capture.observe(invocation)
+                else:
+                    outcome.stream.on_whole = functools.partial(_observe_whole, self.capture, invocation)
         except MoorageError as exc:
             response = runtime_error(exc, request_id)
             if exc.status == 413:
@@ -190,7 +206,7 @@ class RuntimeApi:
 
     def _respond(
         self, endpoint: str, variant: str, outcome: Outcome, request_id: str, streaming: bool
-    ) -> Response:
+    ) -> Response | StreamingResponse:
         if isinstance(outcome, Answered) and not outcome.reply.too_large and outcome.reply.status < 300:
             reply = outcome.reply
             headers = [("x-Amzn-Invoked-Production-Variant", variant), ("x-amzn-RequestId", request_id)]
@@ -202,6 +218,8 @@ class RuntimeApi:
                 if reply.content_type is not None:
                     headers.append(("X-Amzn-SageMaker-Content-Type", reply.content_type))
                 headers.append(("Content-Type", "application/vnd.amazon.eventstream"))
+                if outcome.stream is not None:  # the handler yields: one PayloadPart per part, as it comes
+                    return StreamingResponse(200, events(outcome.stream, f"endpoint {endpoint}"), headers)
                 parts = [
                     payload_part(reply.body[start : start + _STREAM_PART_BYTES])
                     for start in range(0, len(reply.body), _STREAM_PART_BYTES)
@@ -210,6 +228,8 @@ class RuntimeApi:
             if reply.content_type is not None:
                 headers.append(("Content-Type", reply.content_type))
             return Response(200, reply.body, headers)
+        if isinstance(outcome, Answered) and outcome.stream is not None:
+            outcome.stream.cancel()  # an error status with a streamed body: its first part is the message
         response = runtime_error(self._model_error(endpoint, outcome), request_id)
         response.headers.append(("x-Amzn-Invoked-Production-Variant", variant))
         return response

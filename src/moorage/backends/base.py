@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from moorage.streaming.relay import PartStream
 from moorage.worker.protocol import Invoke, LoadFailed, Reply, WorkerSpec
 
 __all__ = ["Backend", "PlacementProfile", "ReadyInfo", "WorkerHandle", "WorkerLost", "load_failure_text"]
@@ -54,8 +55,9 @@ class WorkerHandle(Protocol):
         """Until model_fn has returned; InstanceStartError if it raised, the worker died, or time ran out."""
         ...
 
-    def invoke(self, batch: Sequence[Invoke]) -> list[asyncio.Future[Reply]]:
-        """Send one request (or one batch); each future fails with WorkerLost if the worker dies first."""
+    def invoke(self, batch: Sequence[Invoke]) -> list[asyncio.Future[Reply | PartStream]]:
+        """Send one request (or one batch); each future fails with WorkerLost if the worker dies first.
+        A single request with `stream` set may resolve with a PartStream (its handler yielded)."""
         ...
 
     async def ping(self, timeout: float) -> None:

@@ -3,7 +3,8 @@
 Each worker gets one end of an anonymous socketpair (no TCP port, no socket file), a log file opened
 by the server, and an environment stripped of the server's secrets. The server keeps every worker's
 pid, learns of exits from the fork server (or from the process itself when spawned fresh), and
-fails a dead worker's requests at once with how it died.
+fails a dead worker's requests at once with how it died. The client of the fork server itself
+(`ForkServer`) is in `forkserver_client.py`.
 """
 
 from __future__ import annotations
@@ -11,25 +12,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 from moorage.backends.base import PlacementProfile, ReadyInfo, WorkerLost, load_failure_text
+from moorage.backends.bodies import link_or_copy, take_reply_file
+from moorage.backends.forkserver_client import ForkServer
 from moorage.errors import InstanceStartError
 from moorage.runtime.cpu import ThreadBudget
 from moorage.settings import Settings
+from moorage.streaming.desk import StreamDesk, StreamLimits
+from moorage.streaming.frames import StreamEnd, StreamHead, StreamMessage, StreamPart
+from moorage.streaming.relay import PartStream
 from moorage.worker.protocol import (
     Invoke,
     LoadFailed,
@@ -44,6 +48,7 @@ from moorage.worker.protocol import (
     encode,
     split_frames,
 )
+from moorage.worker.spare import Spare
 
 __all__ = ["ForkServer", "LocalBackend", "LocalWorker", "make_fork_server", "worker_environment"]
 
@@ -87,7 +92,14 @@ def describe_exit(returncode: int | None, reason: str | None) -> str:
 class LocalWorker:
     """A handle on one worker process; see backends.base.WorkerHandle for the contract."""
 
-    def __init__(self, name: str, spec: WorkerSpec, budget: ThreadBudget, log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        spec: WorkerSpec,
+        budget: ThreadBudget,
+        log_path: Path,
+        stream_limits: StreamLimits | None = None,
+    ) -> None:
         self.name = name
         self.spec = spec
         self.log_path = log_path
@@ -101,14 +113,17 @@ class LocalWorker:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._ready: asyncio.Future[Ready | LoadFailed] = loop.create_future()
-        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._pending: dict[int, asyncio.Future[Reply | PartStream]] = {}
         self._pongs: dict[int, asyncio.Future[None]] = {}
+        self._streams = StreamDesk(stream_limits or StreamLimits(), self._write, self.kill)
         self._exit_code: asyncio.Future[int] = loop.create_future()
         self._gone: asyncio.Future[str] = loop.create_future()
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._kill_reason: str | None = None
         self._ping_token = 0
+        # Large-body requests in flight: request id → (the answer's file in the scratch dir, the server's).
+        self._reply_files: dict[int, tuple[str, str]] = {}
 
     # Wiring (backend side) ---------------------------------------------------------------------
     @property
@@ -133,6 +148,7 @@ class LocalWorker:
                 self._dispatch(decode(frame))
         except ProtocolError as exc:
             log.error("%s sent a malformed message (%s); killing it", self.name, exc)
+            self._streams.broken(str(exc))
             self.kill(f"protocol error: {exc}")
 
     def eof_received(self) -> bool:
@@ -148,8 +164,11 @@ class LocalWorker:
     def resume_writing(self) -> None:
         pass
 
-    def _dispatch(self, message: Message) -> None:
+    def _dispatch(self, message: Message | StreamMessage) -> None:
         if isinstance(message, Reply):
+            files = self._reply_files.pop(message.request_id, None)
+            if message.in_file:
+                message = take_reply_file(message, files)
             if message.model_us:
                 self._last_work_us = message.model_us * self._last_threads
             future = self._pending.pop(message.request_id, None)
@@ -162,8 +181,14 @@ class LocalWorker:
         elif isinstance(message, Ready | LoadFailed):
             if not self._ready.done():
                 self._ready.set_result(message)
+        elif isinstance(message, StreamHead | StreamPart | StreamEnd):
+            self._streams.receive(message, self._pending)
         else:
             raise ProtocolError(f"unexpected message kind {message.kind} from a worker")
+
+    def _write(self, parts: list[bytes]) -> None:
+        if self._transport is not None:
+            self._transport.writelines(parts)
 
     async def _finish(self) -> None:
         """The socket closed: learn how the process ended, then fail everything that waited on it."""
@@ -181,6 +206,8 @@ class LocalWorker:
                 pong.set_exception(lost)
         self._pending.clear()
         self._pongs.clear()
+        self._streams.lost(detail)
+        self._reply_files.clear()  # their files go with the scratch dir
         if not self._ready.done():
             self._ready.set_result(LoadFailed(error=detail, detail=""))
         if not self._gone.done():
@@ -199,7 +226,7 @@ class LocalWorker:
             raise InstanceStartError(load_failure_text(outcome, self.log_path))
         return ReadyInfo(pid=outcome.pid, load_seconds=outcome.load_seconds, device=outcome.device)
 
-    def invoke(self, batch: Sequence[Invoke]) -> list[asyncio.Future[Reply]]:
+    def invoke(self, batch: Sequence[Invoke]) -> list[asyncio.Future[Reply | PartStream]]:
         futures = [self._loop.create_future() for _ in batch]
         if self._transport is None or self._gone.done():
             lost = WorkerLost(self._gone.result() if self._gone.done() else "the worker is not connected")
@@ -215,13 +242,17 @@ class LocalWorker:
         if threads or first.batch_size != len(batch):
             first = dataclasses.replace(first, threads=threads, batch_size=len(batch))
         parts: list[bytes] = []
+        if first.stream and len(batch) == 1:  # a single request that may stream (moorage.streaming)
+            parts = self._streams.open_frames(first.request_id)
         for message, future in zip((first, *batch[1:]), futures, strict=True):
             self._pending[message.request_id] = future
+            if message.body_file is not None or message.reply_file is not None:
+                message = self._through_scratch(message)
             parts.extend(encode(message))
         if self._adaptive:
             remaining = [len(futures)]
 
-            def release(_: asyncio.Future[Reply]) -> None:
+            def release(_: asyncio.Future[Reply | PartStream]) -> None:
                 remaining[0] -= 1
                 if remaining[0] == 0:
                     self._budget.release()
@@ -230,6 +261,23 @@ class LocalWorker:
                 future.add_done_callback(release)
         self._transport.writelines(parts)
         return futures
+
+    def _through_scratch(self, message: Invoke) -> Invoke:
+        """A large-body request with its files moved where the sandboxed worker may use them: the input
+        hard-linked into its scratch dir (no copy), the answer written there; see `take_reply_file`."""
+        scratch = self.spec.scratch_dir
+        if scratch is None:  # unconfined: the worker reads and writes the server's own files
+            return message
+        stem = os.path.join(scratch, f"{message.request_id}-{secrets.token_hex(4)}")
+        body_file = None
+        if message.body_file is not None:
+            body_file = stem + ".in"
+            link_or_copy(message.body_file, body_file)
+        reply_file = None
+        if message.reply_file is not None:
+            reply_file = stem + ".out"
+            self._reply_files[message.request_id] = (reply_file, message.reply_file)
+        return dataclasses.replace(message, body_file=body_file, reply_file=reply_file)
 
     async def ping(self, timeout: float) -> None:
         if self._transport is None:
@@ -286,140 +334,6 @@ class _WorkerProtocol(asyncio.Protocol):
         self.worker.connection_lost(exc)
 
 
-class ForkServer:
-    """The server's side of worker/forkserver.py: start it, ask it for workers, hear about exits."""
-
-    def __init__(self, preload: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
-        self.preload = list(preload)
-        self.env = dict(env)
-        self.log_path = log_path
-        self._sock: socket.socket | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._ready: asyncio.Future[None] | None = None
-        self._spawns: dict[int, asyncio.Future[int]] = {}
-        self._exits: dict[int, Callable[[int], None]] = {}
-        self._token = 0
-        self._lock = asyncio.Lock()
-
-    def launch(self) -> None:
-        """Start the fork server's process now; callable before any event loop runs.
-
-        `moorage serve` and `serve-model` call it first thing, so that importing torch (seconds) overlaps
-        with their own imports and start-up instead of following them. A no-op once started.
-        """
-        if self._sock is not None:
-            return
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log_file:
-            self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "moorage.worker.forkserver",
-                    "--fd",
-                    str(theirs.fileno()),
-                    "--parent-pid",
-                    str(os.getpid()),
-                    "--preload",
-                    ",".join(self.preload),
-                ],
-                pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=log_file,
-                env=self.env,
-            )
-        theirs.close()
-        ours.setblocking(False)
-        self._sock = ours
-        log.info("fork server started (pid %d), preloading %s", self._process.pid, ", ".join(self.preload))
-
-    async def ensure_started(self) -> None:
-        async with self._lock:
-            if self._ready is None:
-                self.launch()
-                assert self._sock is not None
-                loop = asyncio.get_running_loop()
-                self._ready = loop.create_future()
-                loop.add_reader(self._sock.fileno(), self._on_readable)  # a "ready" already sent is kept
-        assert self._ready is not None
-        await asyncio.shield(self._ready)
-
-    def _on_readable(self) -> None:
-        assert self._sock is not None
-        while True:
-            try:
-                data, fds, _, _ = socket.recv_fds(self._sock, 1 << 16, 1)
-            except BlockingIOError:
-                return
-            except OSError:
-                data, fds = b"", []
-            for fd in fds:
-                os.close(fd)
-            if not data:
-                self._on_lost()
-                return
-            self._on_message(json.loads(data))
-
-    def _on_message(self, message: dict[str, Any]) -> None:
-        op = message.get("op")
-        if op == "ready" and self._ready is not None and not self._ready.done():
-            log.info("fork server ready after %.2f s of preloading", message["preload_seconds"])
-            self._ready.set_result(None)
-        elif op == "spawned":
-            future = self._spawns.pop(message["token"], None)
-            if future is not None and not future.done():
-                future.set_result(int(message["pid"]))
-        elif op == "exited":
-            listener = self._exits.pop(int(message["pid"]), None)
-            if listener is not None:
-                listener(int(message["returncode"]))
-
-    def _on_lost(self) -> None:
-        """The fork server died; its workers die with it. A new one starts on the next spawn."""
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            asyncio.get_running_loop().remove_reader(sock.fileno())
-            sock.close()
-        error = RuntimeError("the worker fork server exited")
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_exception(error)
-        for future in self._spawns.values():
-            if not future.done():
-                future.set_exception(error)
-        self._spawns.clear()
-        self._exits.clear()
-        self._ready = None
-        if self._process is not None:  # reap it (it is exiting) without blocking the loop
-            asyncio.get_running_loop().run_in_executor(None, self._process.wait)
-        log.warning("the worker fork server exited; it will be restarted on the next worker start")
-
-    async def spawn(
-        self, spec: WorkerSpec, worker_sock: socket.socket, log_fd: int, on_exit: Callable[[int], None]
-    ) -> int:
-        await self.ensure_started()
-        assert self._sock is not None
-        self._token += 1
-        token = self._token
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._spawns[token] = future
-        request = json.dumps({"op": "spawn", "token": token, "spec": spec.to_json()}).encode()
-        socket.send_fds(self._sock, [request], [worker_sock.fileno(), log_fd])
-        pid = await asyncio.wait_for(future, 30)
-        self._exits[pid] = on_exit
-        return pid
-
-    async def close(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            asyncio.get_running_loop().remove_reader(sock.fileno())
-            sock.close()  # EOF: the fork server returns; its workers die with it
-        if self._process is not None:
-            await asyncio.get_running_loop().run_in_executor(None, _wait_or_kill, self._process, 5.0)
-        self._ready = None
-
-
 def make_fork_server(settings: Settings, environ: Mapping[str, str]) -> ForkServer | None:
     """The workers' fork server for these settings, not started; None when workers start fresh."""
     if settings.workers.start_method != "fork":
@@ -467,7 +381,28 @@ class LocalBackend:
             await worker.wait_gone()
         await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, scratch, True)
 
-    async def spawn_worker(self, spec: WorkerSpec, profile: PlacementProfile, log_path: Path) -> LocalWorker:
+    async def spawn_spare(self, log_path: Path) -> Spare | None:
+        """A worker forked before its model is known (multi-model loads); None without a fork server."""
+        if self.forkserver is None:
+            return None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        spare = Spare(ours)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            spare.pid = await self.forkserver.spawn(None, theirs, log_fd, spare.exited)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+            os.close(log_fd)
+        return spare
+
+    async def spawn_worker(
+        self, spec: WorkerSpec, profile: PlacementProfile, log_path: Path, spare: Spare | None = None
+    ) -> LocalWorker:
+        """`spare`: give that pre-forked worker this spec instead of forking one (worker/spare.py)."""
         loop = asyncio.get_running_loop()
         spec = self._sandboxed(spec)
         worker = LocalWorker(
@@ -475,7 +410,18 @@ class LocalBackend:
             spec,
             self.budget,
             log_path,
+            StreamLimits.of(self.settings.workers),
         )
+        if spare is not None:
+            try:
+                ours = spare.claim(spec.to_json(), worker.exit_code_known)
+                await loop.create_unix_connection(lambda: _WorkerProtocol(worker), sock=ours)
+            except BaseException:
+                worker.kill("it could not be started")
+                if spec.scratch_dir:
+                    await self._remove_scratch(None, spec.scratch_dir)
+                raise
+            return self._started(worker, spare.pid)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
@@ -493,9 +439,13 @@ class LocalBackend:
         finally:
             theirs.close()
             os.close(log_fd)
+        return self._started(worker, pid)
+
+    def _started(self, worker: LocalWorker, pid: int) -> LocalWorker:
         worker.attach(pid)
-        if spec.scratch_dir:
-            cleanup = loop.create_task(self._remove_scratch(worker, spec.scratch_dir))
+        scratch = worker.spec.scratch_dir
+        if scratch:
+            cleanup = asyncio.get_running_loop().create_task(self._remove_scratch(worker, scratch))
             self._cleanups.add(cleanup)
             cleanup.add_done_callback(self._cleanups.discard)
         return worker
@@ -534,14 +484,6 @@ class LocalBackend:
         for process in list(self._spawned):
             if process.returncode is None:
                 process.kill()
-
-
-def _wait_or_kill(process: subprocess.Popen[bytes], grace_s: float) -> None:
-    try:
-        process.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _count_gpus() -> int:

@@ -26,6 +26,8 @@ cluster as a driver, with whatever authentication the cluster requires (docs/ray
 Logs: an actor whose node sees the server's log directory (this machine, or a shared filesystem)
 writes its stdout and stderr to the same per-instance file as a local worker; elsewhere they stay in
 Ray's worker logs on that node.
+
+The actor class itself (what runs on the node) is in `ray_actor.py`; this module is the server's side.
 """
 
 from __future__ import annotations
@@ -43,17 +45,20 @@ import secrets
 import shutil
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future as ConcurrentFuture
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from moorage.backends.base import PlacementProfile, ReadyInfo, WorkerLost, load_failure_text
+from moorage.backends.bodies import carried
+from moorage.backends.ray_actor import MoorageWorker, frame_messages
 from moorage.errors import ConfigError, InstanceStartError
 from moorage.settings import Settings
+from moorage.streaming.desk import PulledStreams, StreamLimits
+from moorage.streaming.relay import PartStream
 from moorage.worker.protocol import (
     Invoke,
     LoadFailed,
@@ -63,9 +68,7 @@ from moorage.worker.protocol import (
     Ready,
     Reply,
     WorkerSpec,
-    decode,
     encode,
-    split_frames,
 )
 
 __all__ = ["MoorageWorker", "RayBackend", "RayWorker"]
@@ -83,101 +86,6 @@ _SESSIONS_KEPT = 3
 
 def _frames(*messages: Invoke | Ping) -> bytes:
     return b"".join(part for message in messages for part in encode(message))
-
-
-def _messages(data: bytes) -> list[Any]:
-    buffer = bytearray(data)
-    messages = [decode(frame) for frame in split_frames(buffer)]
-    if buffer:
-        raise ProtocolError("the reply ends inside a frame")
-    return messages
-
-
-# The actor: runs in a Ray worker process on some node ----------------------------------------------
-class MoorageWorker:
-    """One worker, hosted in a Ray actor; the methods are the socket protocol, one call per exchange."""
-
-    def __init__(self, spec_json: str, log_path: str) -> None:
-        self._spec = WorkerSpec.from_json(spec_json)
-        self._log_path = log_path
-        self._responder: Any = None
-        self._sandboxed_thread: int | None = None
-
-    def where(self) -> str:
-        """Answered as soon as Ray has placed the actor: which node and process it runs in."""
-        import ray
-
-        node: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
-        return json.dumps(
-            {"pid": os.getpid(), "node": node, "node_id": ray.get_runtime_context().get_node_id()}
-        )
-
-    def start(self) -> bytes:
-        """Load the model exactly as a local worker does; returns a Ready or LoadFailed frame."""
-        from moorage.backends.local import worker_environment
-        from moorage.worker.main import Responder, configure_process, enter_sandbox, load
-
-        self._attach_log()
-        if not os.path.isdir(self._spec.model_dir):
-            import ray
-
-            node = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
-            missing = LoadFailed(
-                error=f"The model directory {self._spec.model_dir} is not on Ray node {node}: every node "
-                "must see moorage's data dir at the same path (a shared filesystem; docs/ray.md).",
-                detail="",
-            )
-            return b"".join(encode(missing))
-        # The same hygiene as a local worker: no server secrets or MOORAGE_* settings reach user code.
-        clean = worker_environment(os.environ)
-        os.environ.clear()
-        os.environ.update(clean)
-        configure_process(self._spec, hosted=True)
-        try:
-            # Ray's session dir (its sockets, logs and spilled objects) stays writable to the actor.
-            status = enter_sandbox(self._spec, extra_write=_ray_session_dirs())
-        except OSError as exc:
-            failed = LoadFailed(error=f"The worker sandbox could not be applied ({exc}).", detail="")
-            return b"".join(encode(failed))
-        if status is not None and status.confined:
-            # Landlock (ABI < 8) binds the calling thread only: model code must never run on another.
-            self._sandboxed_thread = threading.get_ident()
-        handler, outcome = load(self._spec)
-        if handler is not None:
-            self._responder = Responder(handler, self._spec)
-        return b"".join(encode(outcome))
-
-    def handle(self, frames: bytes) -> bytes:
-        """A Ping, or one request (or batch) as Invoke frames; returns the Pong or the Reply frames."""
-        messages = _messages(frames)
-        if len(messages) == 1 and isinstance(messages[0], Ping):
-            return b"".join(encode(Pong(messages[0].token)))
-        if self._responder is None or not all(isinstance(message, Invoke) for message in messages):
-            raise ProtocolError("the worker takes Ping or Invoke frames, once its model has loaded")
-        if self._sandboxed_thread not in (None, threading.get_ident()):
-            raise ProtocolError("Ray ran a request outside the actor's sandboxed thread; refusing it")
-        replies = self._responder.answer(messages)
-        return b"".join(part for reply in replies for part in encode(reply))
-
-    def _attach_log(self) -> None:
-        """Send stdout and stderr to the instance's log file when this node can see it."""
-        if not os.path.isdir(os.path.dirname(self._log_path)):
-            return  # another machine without the server's filesystem: Ray's worker logs keep the output
-        fd = os.open(self._log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-
-
-def _ray_session_dirs() -> tuple[str, ...]:
-    """This Ray worker's session dir (under RAY_TMPDIR), which Ray itself writes to from the actor."""
-    import ray
-
-    try:
-        node: Any = ray._private.worker.global_worker.node
-    except AttributeError:  # a Ray whose private layout moved: the actor keeps its scratch dir only
-        return ()
-    return (str(node.get_session_dir_path()),) if node is not None else ()
 
 
 # The handle: lives in the server ---------------------------------------------------------------------
@@ -220,6 +128,7 @@ class RayWorker:
         self._calls: set[asyncio.Future[Any]] = set()
         self._gone: asyncio.Future[str] = self._loop.create_future()
         self._ping_token = 0
+        self._streaming = PulledStreams(StreamLimits.of(backend.settings.workers), self._call, self.kill)
 
     @property
     def pid(self) -> int | None:
@@ -282,7 +191,7 @@ class RayWorker:
             raise InstanceStartError(
                 f"The model could not be loaded: the worker died ({exc.detail})."
             ) from None
-        (outcome,) = _messages(frame)
+        (outcome,) = frame_messages(frame)
         if isinstance(outcome, LoadFailed):
             self.kill("it failed to load the model")
             raise InstanceStartError(load_failure_text(outcome, self._log_path))
@@ -293,7 +202,12 @@ class RayWorker:
             pid=outcome.pid, load_seconds=outcome.load_seconds, device=outcome.device, node=self.node
         )
 
-    def invoke(self, batch: Sequence[Invoke]) -> list[asyncio.Future[Reply]]:
+    def invoke(self, batch: Sequence[Invoke]) -> list[asyncio.Future[Reply | PartStream]]:
+        if len(batch) == 1 and batch[0].stream and not self._gone.done():
+            return [self._streaming.start(batch[0])]  # a handler that yields is pulled part by part
+        return cast("list[asyncio.Future[Reply | PartStream]]", self._invoke(batch))
+
+    def _invoke(self, batch: Sequence[Invoke]) -> list[asyncio.Future[Reply]]:
         futures = [self._loop.create_future() for _ in batch]
         if self._gone.done():
             for future in futures:
@@ -303,7 +217,11 @@ class RayWorker:
         if first.batch_size != len(batch):
             first = dataclasses.replace(first, batch_size=len(batch))
         messages = (first, *batch[1:])
-        for message, future in zip(messages, futures, strict=True):
+        pairs = carried(messages, futures)
+        if not pairs:
+            return futures
+        messages = tuple(message for message, _ in pairs)
+        for message, future in pairs:
             self._pending[message.request_id] = future
         call = self._call("handle", _frames(*messages))
         call.add_done_callback(lambda done: self._deliver(done, [m.request_id for m in messages]))
@@ -314,7 +232,7 @@ class RayWorker:
             return  # lost(): every pending request has already failed
         try:
             replies = {
-                reply.request_id: reply for reply in _messages(call.result()) if isinstance(reply, Reply)
+                reply.request_id: reply for reply in frame_messages(call.result()) if isinstance(reply, Reply)
             }
         except ProtocolError as exc:
             self.kill(f"protocol error: {exc}")
@@ -333,7 +251,7 @@ class RayWorker:
         self._ping_token += 1
         token = self._ping_token
         answer = await asyncio.wait_for(self._call("handle", _frames(Ping(token))), timeout)
-        (pong,) = _messages(answer)
+        (pong,) = frame_messages(answer)
         if not isinstance(pong, Pong) or pong.token != token:
             self.kill("it answered a ping with something else than its Pong")
             raise WorkerLost("the worker answered a ping with something else than its Pong")
@@ -349,6 +267,7 @@ class RayWorker:
                 future.set_exception(error)
         self._pending.clear()
         self._calls.clear()
+        self._streaming.lost(detail)
         self._backend.forget(self)
         self._backend.kill_actor(self._actor)  # a Ray error can mean "unreachable for now": make sure
 

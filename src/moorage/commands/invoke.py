@@ -39,7 +39,9 @@ examples:
   moorage invoke my-endpoint --body-file cat.jpg --content-type image/jpeg --accept application/json
   echo '[[0.1, 0.2]]' | moorage invoke my-endpoint - -o answer.json
   moorage -v invoke my-endpoint --json '[1, 2]' --target-variant canary
+  moorage invoke my-mme-endpoint --json '[1, 2]' --target-model customer-42.tar.gz
   moorage invoke my-async-endpoint --async --input s3://bucket/in/request.json --wait
+  moorage invoke my-llm --json '{"prompt": "Once"}' --stream
 
 The content type is application/json for --json and stdin, and guessed from the file name for
 --body-file (.json, .csv, .npy, .jpg, .png, ...; else application/octet-stream).
@@ -66,6 +68,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--content-type", help="the body's media type (default: see below)")
     parser.add_argument("--accept", help="the media type to ask the model for (default: none sent)")
     parser.add_argument("--target-variant", metavar="VARIANT", help="send to this production variant")
+    parser.add_argument(
+        "--target-model", metavar="NAME", help="on a multi-model endpoint: the model, a path under its prefix"
+    )
     parser.add_argument("--custom-attributes", metavar="TEXT", help="passed to the handler as is")
     parser.add_argument("--inference-id", metavar="ID", help="an id to record with the request")
     parser.add_argument("-o", "--out", type=Path, metavar="FILE", help="write the answer's body here")
@@ -74,6 +79,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         dest="async_",
         action="store_true",
         help="InvokeEndpointAsync on an asynchronous endpoint: print the InferenceId and result locations",
+    )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="InvokeEndpointWithResponseStream: print each part as it arrives (a handler that yields)",
     )
     parser.add_argument("--wait", action="store_true", help="with --async: wait for the result and print it")
     parser.add_argument(
@@ -123,6 +133,8 @@ def _invoke(args: argparse.Namespace) -> int:
 
     if args.input is not None and not args.async_:
         raise ConfigError("--input names an async request's input object: add --async")
+    if args.async_ and args.stream:
+        raise ConfigError("--async and --stream are two different calls: choose one")
     if args.async_:
         from moorage.commands.invoke_async import invoke_async
 
@@ -139,10 +151,15 @@ def _invoke(args: argparse.Namespace) -> int:
     optional = {
         "Accept": args.accept,
         "TargetVariant": args.target_variant,
+        "TargetModel": args.target_model,
         "CustomAttributes": args.custom_attributes,
         "InferenceId": args.inference_id,
     }
     request.update({key: value for key, value in optional.items() if value is not None})
+    if args.stream:
+        from moorage.commands.invoke_stream import invoke_stream
+
+        return invoke_stream(args, request)
     connection = connect(args)
     try:
         with user_errors(args.endpoint):

@@ -97,6 +97,7 @@ class ControlContext:
     # Called by DeleteModel with the model's name, after the record is gone: the server frees the
     # cached trees that only this model held (artifacts/trees.py).
     model_deleted: Callable[[str], None] = field(default=lambda _name: None)
+    backend: str = "local"  # where instances run (settings.backend): some features are local-only
 
     def arn(self, kind: ResourceKind, name: str) -> str:
         return build_arn(self.region, self.account_id, kind, name)

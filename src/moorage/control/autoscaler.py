@@ -23,11 +23,12 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from moorage.asyncinf.metrics import Backlog
 from moorage.control import endpoints
 from moorage.control.arns import ControlContext
 from moorage.control.autoscaling import NAMESPACE, parse_resource_id
@@ -35,6 +36,7 @@ from moorage.control.records import EndpointStatus, ScalableTarget, ScalingPolic
 from moorage.control.store import Store
 from moorage.errors import MoorageError
 from moorage.runtime.metrics import Metrics
+from moorage.serverless.backlog import backlog_desired, is_backlog_policy
 
 __all__ = ["Autoscaler", "Tracking", "desired_capacity"]
 
@@ -129,6 +131,7 @@ class Autoscaler:
         endpoint_changed: Callable[[str], None],
         period_s: float,
         clock: Callable[[], float] = time.monotonic,
+        backlogs: Callable[[], Mapping[str, Backlog]] = dict,
     ) -> None:
         self.store = store
         self.store_executor = store_executor
@@ -137,6 +140,7 @@ class Autoscaler:
         self.endpoint_changed = endpoint_changed  # the reconciler's hook, as after a user's write
         self.period_s = period_s
         self.clock = clock
+        self.backlogs = backlogs  # the async queue, per endpoint (asyncinf/dispatcher.py)
         self._seen: dict[tuple[str, str, str], _Seen] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -164,9 +168,9 @@ class Autoscaler:
         """One pass over every registered SageMaker variant."""
         targets = await self._db(self.store.list_scalable_targets, NAMESPACE)
         policies = await self._db(self.store.list_scaling_policies, NAMESPACE)
-        by_target: dict[tuple[str, str, str], list[Tracking]] = {}
+        by_target: dict[tuple[str, str, str], list[ScalingPolicy]] = {}
         for policy in policies:
-            by_target.setdefault(policy.target_key, []).append(Tracking.of(policy))
+            by_target.setdefault(policy.target_key, []).append(policy)
         counters = self.metrics.snapshot()
         now = self.clock()
         for key in set(self._seen) - {target.key for target in targets}:
@@ -175,7 +179,7 @@ class Autoscaler:
             await self._evaluate_one(target, by_target.get(target.key, []), counters, now)
 
     async def _evaluate_one(
-        self, target: ScalableTarget, policies: list[Tracking], counters: dict[Any, Any], now: float
+        self, target: ScalableTarget, policies: list[ScalingPolicy], counters: dict[Any, Any], now: float
     ) -> None:
         endpoint, variant = parse_resource_id(target.resource_id) or ("", "")
         series = counters.get((endpoint, variant))
@@ -193,17 +197,35 @@ class Autoscaler:
         if spec is None:
             return
         suspended = target.suspended_state
-        desired = desired_capacity(
-            current=spec.instance_count,
-            per_minute=per_minute,
-            policies=policies,
-            min_capacity=target.min_capacity,
-            max_capacity=target.max_capacity,
-            now=now,
-            history=seen.history,
-            out_suspended=bool(suspended.get("DynamicScalingOutSuspended")),
-            in_suspended=bool(suspended.get("DynamicScalingInSuspended")),
-        )
+
+        def track(metric: float, tracking: list[Tracking]) -> int:
+            return desired_capacity(
+                current=spec.instance_count,
+                per_minute=metric,
+                policies=tracking,
+                min_capacity=target.min_capacity,
+                max_capacity=target.max_capacity,
+                now=now,
+                history=seen.history,
+                out_suspended=bool(suspended.get("DynamicScalingOutSuspended")),
+                in_suspended=bool(suspended.get("DynamicScalingInSuspended")),
+            )
+
+        backlog = [policy for policy in policies if is_backlog_policy(policy)]
+        if backlog:  # an async endpoint's scale to zero and back (serverless/backlog.py)
+            queue = self.backlogs().get(endpoint)
+            tracking = [Tracking.of(policy) for policy in backlog if policy.step_scaling is None]
+            desired = backlog_desired(
+                current=spec.instance_count,
+                backlog_size=queue.size if queue is not None else 0,
+                policies=backlog,
+                min_capacity=target.min_capacity,
+                max_capacity=target.max_capacity,
+                track=functools.partial(track, tracking=tracking),
+                out_suspended=bool(suspended.get("DynamicScalingOutSuspended")),
+            )
+        else:
+            desired = track(per_minute, [Tracking.of(policy) for policy in policies])
         if desired == spec.instance_count:
             return
         if not await self._set_count(record.name, variant, desired):
@@ -217,7 +239,7 @@ class Autoscaler:
         log.info(
             "%s: %.1f invocations per instance per minute on %d instance(s); scaling to %d",
             target.resource_id,
-            per_minute / spec.instance_count,
+            per_minute / max(1, spec.instance_count),
             spec.instance_count,
             desired,
         )

@@ -6,7 +6,9 @@ model and served as its AWS JSON 1.1 protocol (`X-Amz-Target: AnyScaleFrontendSe
 so an unchanged `boto3.client("application-autoscaling")` and the AWS CLI work. Only what a SageMaker
 variant can use is accepted: namespace `sagemaker`, resource `endpoint/<endpoint>/variant/<variant>`,
 dimension `sagemaker:variant:DesiredInstanceCount`, and TargetTrackingScaling on the predefined metric
-SageMakerVariantInvocationsPerInstance (there is no CloudWatch here for custom metrics or step alarms).
+SageMakerVariantInvocationsPerInstance (there is no CloudWatch here for custom metrics or step alarms),
+plus the async scale-to-zero recipe: MinCapacity 0, target tracking on ApproximateBacklogSizePerInstance
+and a StepScaling policy run on HasBacklogWithoutCapacity (serverless/backlog.py).
 
 Like the SageMaker operations, these only record intent in the store; `control/autoscaler.py` reads it
 and moves instance counts.
@@ -25,6 +27,8 @@ from moorage.control.records import JsonObject, ScalableTarget, ScalingPolicy
 from moorage.control.store import Store
 from moorage.control.validation import validate
 from moorage.errors import ObjectNotFoundException, ValidationException
+from moorage.serverless.backlog import BACKLOG_METRIC, check_step_scaling, tracks_backlog
+from moorage.serverless.describe import scales_to_zero
 
 __all__ = [
     "DIMENSION",
@@ -86,6 +90,8 @@ def register_scalable_target(store: Store, ctx: ControlContext, request: JsonObj
     key = _key(request)
     endpoint, variant = parse_resource_id(key[1]) or ("", "")
     _require_variant(store, endpoint, variant)
+    record = store.get_endpoint(endpoint)
+    zero_allowed = record is not None and scales_to_zero(record.deployment or record.pending)
     suspended = {name: bool(request.get("SuspendedState", {}).get(name, False)) for name in _SUSPENDED}
 
     def change(current: ScalableTarget | None) -> ScalableTarget:
@@ -115,9 +121,10 @@ def register_scalable_target(store: Store, ctx: ControlContext, request: JsonObj
                 role_arn=request.get("RoleARN") or current.role_arn,
                 suspended_state={**current.suspended_state, **request.get("SuspendedState", {})},
             )
-        if target.min_capacity < 1:
+        if target.min_capacity < 1 and not (target.min_capacity == 0 and zero_allowed):
             raise ValidationException(
-                "The minimum capacity of a SageMaker endpoint variant must be at least 1."
+                "The minimum capacity of a SageMaker endpoint variant must be at least 1 (0 only for an "
+                "asynchronous inference endpoint, whose queue keeps requests while it has no instance)."
             )
         if target.min_capacity > target.max_capacity:
             raise ValidationException("Minimum capacity cannot be greater than maximum capacity")
@@ -181,24 +188,18 @@ def put_scaling_policy(store: Store, ctx: ControlContext, request: JsonObject) -
     key = _key(request)
     name = request["PolicyName"]
     policy_type = request.get("PolicyType", "StepScaling")  # the service's default
-    if policy_type != "TargetTrackingScaling":
+    step: JsonObject | None = None
+    config: JsonObject = {}
+    if policy_type == "StepScaling":
+        # Run when HasBacklogWithoutCapacity is 1, the alarm SageMaker's async recipe pairs it with.
+        step = check_step_scaling(request.get("StepScalingPolicyConfiguration"))
+    elif policy_type != "TargetTrackingScaling":
         raise ValidationException(
             f"PolicyType {policy_type} is not supported here: moorage scales endpoint variants with "
-            "TargetTrackingScaling only."
+            "TargetTrackingScaling (and StepScaling for an async endpoint's scale from zero)."
         )
-    config = request.get("TargetTrackingScalingPolicyConfiguration")
-    if config is None:
-        raise ValidationException(
-            "TargetTrackingScalingPolicyConfiguration is required for a TargetTrackingScaling policy."
-        )
-    metric = config.get("PredefinedMetricSpecification", {}).get("PredefinedMetricType")
-    if "CustomizedMetricSpecification" in config or metric != METRIC:
-        raise ValidationException(
-            f"moorage tracks the predefined metric {METRIC} only; give it as "
-            "PredefinedMetricSpecification.PredefinedMetricType."
-        )
-    if config["TargetValue"] <= 0:
-        raise ValidationException("TargetValue must be greater than 0.")
+    else:
+        config = _tracking_config(request.get("TargetTrackingScalingPolicyConfiguration"))
     namespace, resource_id, _ = key
     policy = ScalingPolicy(
         policy_name=name,
@@ -210,12 +211,30 @@ def put_scaling_policy(store: Store, ctx: ControlContext, request: JsonObject) -
         policy_type=policy_type,
         target_tracking=config,
         creation_time=ctx.clock(),
+        step_scaling=step,
     )
     stored = store.put_scaling_policy(policy)
     if stored is None:
         raise _target_missing(key, "registered")
     # Alarms are the CloudWatch alarms AWS creates for the policy; moorage evaluates it itself.
     return {"PolicyARN": stored.policy_arn, "Alarms": []}
+
+
+def _tracking_config(config: JsonObject | None) -> JsonObject:
+    if config is None:
+        raise ValidationException(
+            "TargetTrackingScalingPolicyConfiguration is required for a TargetTrackingScaling policy."
+        )
+    metric = config.get("PredefinedMetricSpecification", {}).get("PredefinedMetricType")
+    if not tracks_backlog(config) and ("CustomizedMetricSpecification" in config or metric != METRIC):
+        raise ValidationException(
+            f"moorage tracks the predefined metric {METRIC} (give it as PredefinedMetricSpecification."
+            f"PredefinedMetricType), or for an async endpoint the customized metric {BACKLOG_METRIC} "
+            "(CustomizedMetricSpecification.MetricName, Namespace AWS/SageMaker)."
+        )
+    if config["TargetValue"] <= 0:
+        raise ValidationException("TargetValue must be greater than 0.")
+    return config
 
 
 def describe_scaling_policies(store: Store, ctx: ControlContext, request: JsonObject) -> JsonObject:
@@ -256,7 +275,11 @@ def _policy_json(policy: ScalingPolicy) -> JsonObject:
         "ResourceId": policy.resource_id,
         "ScalableDimension": policy.scalable_dimension,
         "PolicyType": policy.policy_type,
-        "TargetTrackingScalingPolicyConfiguration": policy.target_tracking,
+        **(
+            {"StepScalingPolicyConfiguration": policy.step_scaling}
+            if policy.step_scaling is not None
+            else {"TargetTrackingScalingPolicyConfiguration": policy.target_tracking}
+        ),
         "Alarms": [],
         "CreationTime": policy.creation_time,
     }

@@ -15,6 +15,7 @@ from moorage.control.tags import refuse_reserved_keys
 from moorage.control.unsupported import refuse_unsupported
 from moorage.control.validation import output_members, validate
 from moorage.errors import ValidationException
+from moorage.serverless.config import check_serverless_variants
 
 __all__ = [
     "create_endpoint_config",
@@ -37,7 +38,9 @@ def create_endpoint_config(store: Store, ctx: ControlContext, request: JsonObjec
     if "DataCaptureConfig" in request:
         check_capture_config(request["DataCaptureConfig"])
     variants = [_check_variant(variant) for variant in request["ProductionVariants"]]
-    names = [variant["VariantName"] for variant in variants]
+    shadows = [_check_variant(variant) for variant in request.get("ShadowProductionVariants", [])]
+    _check_shadows(request, variants, shadows)
+    names = [variant["VariantName"] for variant in variants + shadows]
     duplicates = sorted({variant for variant in names if names.count(variant) > 1})
     if duplicates:
         raise ValidationException(
@@ -46,10 +49,14 @@ def create_endpoint_config(store: Store, ctx: ControlContext, request: JsonObjec
         )
     if store.get_endpoint_config(name) is not None:
         raise already_exists(ctx, _KIND, name)
-    for variant in variants:
-        if store.get_model(variant["ModelName"]) is None:
-            raise not_found(ctx, ResourceKind.MODEL, variant["ModelName"])
+    models = {variant["ModelName"]: store.get_model(variant["ModelName"]) for variant in variants + shadows}
+    for model_name, model in models.items():
+        if model is None:
+            raise not_found(ctx, ResourceKind.MODEL, model_name)
+    check_serverless_variants(request, {name: model.request for name, model in models.items() if model})
     accepted = {**request, "ProductionVariants": variants}
+    if shadows:
+        accepted["ShadowProductionVariants"] = shadows
     record = EndpointConfigRecord(
         name=name, arn=ctx.arn(_KIND, name), creation_time=ctx.clock(), request=accepted
     )
@@ -98,12 +105,32 @@ def delete_endpoint_config(store: Store, ctx: ControlContext, request: JsonObjec
     return {}
 
 
+def _check_shadows(request: JsonObject, variants: list[JsonObject], shadows: list[JsonObject]) -> None:
+    """SageMaker's rules for shadow variants: one production variant and one shadow, synchronous only."""
+    if not shadows:
+        return
+    if len(shadows) > 1:
+        raise ValidationException(
+            "An endpoint configuration may have at most one shadow production variant; "
+            f"it has {len(shadows)}."
+        )
+    if len(variants) != 1:
+        raise ValidationException(
+            "An endpoint configuration with ShadowProductionVariants must have exactly one production "
+            f"variant; it has {len(variants)}."
+        )
+    if "AsyncInferenceConfig" in request:
+        raise ValidationException("ShadowProductionVariants are not supported with AsyncInferenceConfig.")
+
+
 def _check_variant(variant: JsonObject) -> JsonObject:
-    """What moorage needs of a variant beyond the model's shape: a model, a type and a count."""
+    """What moorage needs of a variant beyond the model's shape: a model, and a type and a count
+    unless it is serverless (serverless/config.py checks that one)."""
     name = variant["VariantName"]
-    missing = [
-        member for member in ("ModelName", "InstanceType", "InitialInstanceCount") if member not in variant
-    ]
+    needed = ["ModelName"]
+    if "ServerlessConfig" not in variant:
+        needed += ["InstanceType", "InitialInstanceCount"]
+    missing = [member for member in needed if member not in variant]
     if missing:
         raise ValidationException(f'Production variant "{name}" needs {", ".join(missing)}.')
     return {"InitialVariantWeight": DEFAULT_VARIANT_WEIGHT, **variant}

@@ -27,7 +27,15 @@ from moorage.control.store import ListQuery, Store
 from moorage.control.tags import refuse_reserved_keys
 from moorage.control.unsupported import refuse_unsupported
 from moorage.control.validation import validate
+from moorage.deployments.describe import describe_deployment, with_deployment_config
 from moorage.errors import ValidationException
+from moorage.multimodel.config import refuse_combinations
+from moorage.serverless.describe import (
+    SERVERLESS_INSTANCE_TYPE,
+    scales_to_zero,
+    serverless_instance_count,
+    serverless_summary,
+)
 
 __all__ = [
     "create_endpoint",
@@ -59,7 +67,7 @@ def create_endpoint(store: Store, ctx: ControlContext, request: JsonObject) -> J
         deployment=None,
         pending=deployment,
         variants=tuple(
-            VariantState(spec.variant_name, 0.0, spec.weight, 0, spec.instance_count)
+            VariantState(spec.variant_name, 0.0, spec.weight, 0, spec.instance_count, shadow=spec.shadow)
             for spec in deployment.variants
         ),
         tags=tuple(request.get("Tags", [])),
@@ -81,8 +89,12 @@ def describe_endpoint(store: Store, ctx: ControlContext, request: JsonObject) ->
     serving = record.deployment or record.pending
     specs = {spec.variant_name: spec for spec in serving.variants} if serving else {}
     variants = [_variant_summary(state, specs.get(state.variant_name), serving) for state in record.variants]
+    shadows = [v for v, state in zip(variants, record.variants, strict=True) if state.shadow]
+    variants = [v for v, state in zip(variants, record.variants, strict=True) if not state.shadow]
     if variants:
         result["ProductionVariants"] = variants
+    if shadows:
+        result["ShadowProductionVariants"] = shadows
     result["EndpointStatus"] = record.status.value
     if serving is not None and serving.async_config is not None:
         result["AsyncInferenceConfig"] = serving.async_config
@@ -94,6 +106,7 @@ def describe_endpoint(store: Store, ctx: ControlContext, request: JsonObject) ->
     result["LastModifiedTime"] = record.last_modified_time
     if record.status is EndpointStatus.UPDATING and record.pending is not None:
         result["PendingDeploymentSummary"] = _pending_summary(record, record.pending)
+    describe_deployment(record, result)  # LastDeploymentConfig, where a guarded update stands
     return result
 
 
@@ -140,6 +153,8 @@ def update_endpoint(store: Store, ctx: ControlContext, request: JsonObject) -> J
                     _retained(spec, old.get(spec.variant_name), excluded) for spec in deployment.variants
                 ),
             )
+        # DeploymentConfig (or, with RetainDeploymentConfig, the last one): a guarded update (deployments/).
+        pending = with_deployment_config(request, record, pending, now)
         return replace(record, status=status, pending=pending, failure_reason=None, last_modified_time=now)
 
     updated = store.modify_endpoint(name, change)
@@ -160,17 +175,28 @@ def update_endpoint_weights_and_capacities(
     for item in wanted:
         if "ServerlessUpdateConfig" in item:
             raise ValidationException(
-                "ServerlessUpdateConfig is not supported by moorage (no serverless variants)."
+                "ServerlessUpdateConfig is not supported by moorage: change a serverless variant with "
+                "UpdateEndpoint and a new endpoint configuration."
             )
         if "DesiredWeight" not in item and "DesiredInstanceCount" not in item:
             raise ValidationException(
                 f'Variant "{item["VariantName"]}": give DesiredWeight, DesiredInstanceCount or both.'
             )
-        if item.get("DesiredInstanceCount") == 0:
+    record = _endpoint(store, ctx, name)
+    deployed = record.deployment.variants if record.deployment is not None else ()
+    serverless = {spec.variant_name for spec in deployed if spec.serverless is not None}
+    for item in wanted:
+        if "DesiredInstanceCount" in item and item["VariantName"] in serverless:
             raise ValidationException(
-                f'Variant "{item["VariantName"]}": DesiredInstanceCount must be at least 1.'
+                f'Variant "{item["VariantName"]}" is serverless: it has no instance count to set; its '
+                "instances follow its traffic (ProvisionedConcurrency keeps some warm)."
             )
-    _allow(ctx, _endpoint(store, ctx, name), Action.UPDATE_WEIGHTS)
+        if item.get("DesiredInstanceCount") == 0 and not scales_to_zero(record.deployment):
+            raise ValidationException(
+                f'Variant "{item["VariantName"]}": DesiredInstanceCount must be at least 1 (0 only for an '
+                "asynchronous inference endpoint, which keeps its queue while it has no instance)."
+            )
+    _allow(ctx, record, Action.UPDATE_WEIGHTS)
     now = ctx.clock()
 
     def change(record: EndpointRecord) -> EndpointRecord:
@@ -263,7 +289,8 @@ def _allow(ctx: ControlContext, record: EndpointRecord, action: Action) -> Endpo
 def _freeze(store: Store, ctx: ControlContext, config: EndpointConfigRecord, now: float) -> Deployment:
     """The config with every model resolved, as it will run (SageMaker copies it the same way)."""
     variants = []
-    for variant in config.production_variants:
+    shadows = config.request.get("ShadowProductionVariants", [])
+    for variant in [*config.production_variants, *shadows]:
         model = store.get_model(variant["ModelName"])
         if model is None:
             raise not_found(ctx, ResourceKind.MODEL, variant["ModelName"])
@@ -274,20 +301,24 @@ def _freeze(store: Store, ctx: ControlContext, config: EndpointConfigRecord, now
                 variant_name=variant["VariantName"],
                 model_name=model.name,
                 container=model.container,
-                instance_type=variant["InstanceType"],
-                instance_count=variant["InitialInstanceCount"],
+                instance_type=variant.get("InstanceType", SERVERLESS_INSTANCE_TYPE),
+                instance_count=serverless_instance_count(variant),
                 weight=float(variant["InitialVariantWeight"]),
                 startup_timeout_s=float(startup) if startup is not None else None,
                 download_timeout_s=float(download) if download is not None else None,
+                serverless=variant.get("ServerlessConfig"),
+                shadow=any(variant is shadow for shadow in shadows),
             )
         )
-    return Deployment(
+    deployment = Deployment(
         config_name=config.name,
         variants=tuple(variants),
         resolved_at=now,
         async_config=config.request.get("AsyncInferenceConfig"),
         capture_config=config.request.get("DataCaptureConfig"),
     )
+    refuse_combinations(deployment, ctx.backend)  # what a multi-model variant cannot do (moorage.multimodel)
+    return deployment
 
 
 def _retained(spec: VariantSpec, old: VariantSpec | None, excluded: set[str]) -> VariantSpec:
@@ -320,6 +351,8 @@ def _variant_summary(
         CurrentInstanceCount=state.current_instance_count,
         DesiredInstanceCount=state.desired_instance_count,
     )
+    if spec is not None and spec.serverless is not None:
+        serverless_summary(summary, spec.serverless)
     return summary
 
 
@@ -336,6 +369,8 @@ def _pending_summary(record: EndpointRecord, pending: Deployment) -> JsonObject:
             DesiredInstanceCount=spec.instance_count,
             InstanceType=spec.instance_type,
         )
+        if spec.serverless is not None:
+            serverless_summary(summary, spec.serverless, pending=True)
         variants.append(summary)
     return {
         "EndpointConfigName": pending.config_name,

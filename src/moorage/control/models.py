@@ -17,6 +17,7 @@ from moorage.control.tags import refuse_reserved_keys
 from moorage.control.unsupported import refuse_unsupported
 from moorage.control.validation import output_members, validate
 from moorage.errors import ArtifactSourceError, ValidationException
+from moorage.multimodel.config import check_container
 
 __all__ = ["create_model", "delete_model", "describe_model", "list_models"]
 
@@ -105,9 +106,12 @@ def _container(request: JsonObject) -> ContainerSpec:
         raise ValidationException(
             "ModelPackageName is not supported by moorage: give Image and ModelDataUrl (or ModelDataSource)."
         )
+    mode, model_cache = check_container(primary)  # Mode MultiModel: moorage.multimodel
     return ContainerSpec(
         image=primary.get("Image"),
         model_data_url=primary.get("ModelDataUrl"),
         model_data_source=(primary.get("ModelDataSource") or {}).get("S3DataSource"),
         environment=dict(primary.get("Environment", {})),
+        mode=mode,
+        model_cache=model_cache,
     )

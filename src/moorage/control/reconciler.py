@@ -24,6 +24,8 @@ a time, whenever the control plane changes an endpoint or the server starts:
 DescribeEndpoint's CurrentInstanceCount (and the /metrics gauge) counts instances that can answer now:
 0 while they restart, and one whose workers died and cannot be replaced yet (a model that no longer
 loads) stops counting until it is back, with FailureReason saying why meanwhile.
+
+Where a variant's artifact comes from and the daemon threads that prepare it: `artifact_steps.py`.
 """
 
 from __future__ import annotations
@@ -32,31 +34,39 @@ import asyncio
 import contextlib
 import functools
 import logging
-import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from moorage.artifacts import ModelSource, PreparedModel, prepare_model
+from moorage.artifacts import PreparedModel, prepare_model
 from moorage.artifacts.trees import release_holder
 from moorage.backends.base import Backend
+from moorage.control.artifact_steps import line_writer, model_source, on_daemon_thread, release_prepared
 from moorage.control.lifecycle import Action, transition
 from moorage.control.records import (
-    ContainerSpec,
     Deployment,
     EndpointRecord,
     EndpointStatus,
     VariantSpec,
-    VariantState,
 )
 from moorage.control.store import Store
-from moorage.errors import ArtifactSourceError, DeploymentError, MoorageError
+from moorage.deployments.alarms import AlarmStates
+from moorage.deployments.fleet import Fleet as _Live
+from moorage.deployments.fleet import deployment_route
+from moorage.deployments.fleet import fleet_route as _route
+from moorage.deployments.fleet import fleet_states as _states
+from moorage.deployments.rollout import GuardedUpdates
+from moorage.errors import DeploymentError, MoorageError
+from moorage.multimodel.config import is_multi_model
+from moorage.multimodel.variant import start_multi_model
 from moorage.runtime.metrics import Metrics
 from moorage.runtime.pool import WorkerPool
-from moorage.runtime.router import EndpointRoute, Router, StartingVariant
-from moorage.runtime.variant import VariantRuntime, VariantSetup, variant_pool
+from moorage.runtime.router import Router, StartingVariant
+from moorage.runtime.variant import VariantRuntime, VariantSetup
+from moorage.serverless.metrics import ServerlessMetrics
+from moorage.serverless.runtime import pool_for, runtime_for
 from moorage.settings import ContainerConfig, Settings
 
 __all__ = ["Reconciler", "model_source"]
@@ -69,31 +79,6 @@ _T = TypeVar("_T")
 CANNOT_START = "The instances of this endpoint cannot start; moorage retries with backoff. "
 _MAX_REASON = 1024
 _DEFAULT_DOWNLOAD_TIMEOUT_S = 3600.0
-SHA256_PIN = "MOORAGE_MODEL_DATA_SHA256"  # an integrity pin for any source, in the model's Environment
-
-
-@dataclass
-class _Live:
-    deployment: Deployment
-    variants: dict[str, VariantRuntime]
-
-
-def model_source(container: ContainerSpec) -> ModelSource:
-    """Where a model's artifact is, with its integrity pins, from its container definition."""
-    source = container.model_data_source or {}  # ModelDataSource.S3DataSource, as CreateModel stored it
-    url = container.model_data_url or source.get("S3Uri")
-    if not url:
-        raise ArtifactSourceError(
-            "The model has no ModelDataUrl (or ModelDataSource.S3DataSource.S3Uri); moorage needs the model "
-            "artifact to serve it."
-        )
-    prefix = source.get("S3DataType") == "S3Prefix" and source.get("CompressionType") == "None"
-    return ModelSource(
-        url=url,
-        kind="prefix" if prefix else "archive",
-        etag=source.get("ETag"),
-        sha256=container.environment.get(SHA256_PIN),
-    )
 
 
 def _in_place(old: Deployment, new: Deployment) -> bool:
@@ -101,36 +86,21 @@ def _in_place(old: Deployment, new: Deployment) -> bool:
     if [v.variant_name for v in old.variants] != [v.variant_name for v in new.variants]:
         return False
     return all(
-        (a.model_name, a.container, a.instance_type, a.startup_timeout_s, a.download_timeout_s)
-        == (b.model_name, b.container, b.instance_type, b.startup_timeout_s, b.download_timeout_s)
+        (a.model_name, a.container, a.instance_type, a.startup_timeout_s, a.download_timeout_s, a.shadow)
+        == (b.model_name, b.container, b.instance_type, b.startup_timeout_s, b.download_timeout_s, b.shadow)
+        and a.serverless == b.serverless
         for a, b in zip(old.variants, new.variants, strict=True)
     )
 
 
-def _route(name: str, live: _Live) -> EndpointRoute:
-    weights = {spec.variant_name: spec.weight for spec in live.deployment.variants}
-    return EndpointRoute(endpoint=name, variants=dict(live.variants), weights=weights)
-
-
-def _states(live: _Live) -> tuple[VariantState, ...]:
-    return tuple(
-        VariantState(
-            variant_name=spec.variant_name,
-            current_weight=spec.weight,
-            desired_weight=spec.weight,
-            current_instance_count=live.variants[spec.variant_name].ready_instances,
-            desired_instance_count=spec.instance_count,
-        )
-        for spec in live.deployment.variants
-    )
-
-
 def _with_counts(
-    counts: dict[str, int], failure: str | None, record: EndpointRecord
+    counts: dict[str, int], failure: str | None, record: EndpointRecord, *, keep_reason: bool = False
 ) -> EndpointRecord | None:
     """`record` with the current instance counts of its variants; desired values stay as they are
     (an update in progress may have set them). `failure`: why instances cannot start (None: they can,
-    and a reason of ours is cleared). None when nothing changes or the status forbids it."""
+    and a reason of ours is cleared, unless `keep_reason`: a retry has begun and has not succeeded yet,
+    so DescribeEndpoint keeps saying why the last try failed). None when nothing changes or the status
+    forbids it."""
     if transition(Action.SET_VARIANTS, record.status) is None:
         return None
     variants = tuple(
@@ -140,7 +110,7 @@ def _with_counts(
     reason = record.failure_reason
     if failure is not None:
         reason = (CANNOT_START + failure)[:_MAX_REASON]
-    elif reason is not None and reason.startswith(CANNOT_START):
+    elif reason is not None and reason.startswith(CANNOT_START) and not keep_reason:
         reason = None
     if variants == record.variants and reason == record.failure_reason:
         return None
@@ -163,6 +133,7 @@ class Reconciler:
         settings: Settings,
         metrics: Metrics,
         s3_local_root: Path | None = None,
+        alarms: AlarmStates | None = None,
     ) -> None:
         self.store = store
         self.store_executor = store_executor
@@ -180,6 +151,17 @@ class Reconciler:
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._starting: dict[str, dict[str, WorkerPool]] = {}  # pools routed to by `recover`, not yet used
         self._closing = False
+        self.serverless_metrics = ServerlessMetrics()  # cold starts of serverless variants (serverless/)
+        metrics.add_renderer(self.serverless_metrics.render)
+        # UpdateEndpoint with a DeploymentConfig: traffic shifted in steps, rolled back on alarms.
+        self._guarded = GuardedUpdates(
+            store=store,
+            store_executor=store_executor,
+            router=router,
+            start=self._start,
+            retire=self._retire,
+            alarms=alarms,
+        )
 
     def model_deleted(self, name: str) -> None:
         """DeleteModel's hook (on the store's thread): free the cached trees only that model held."""
@@ -248,6 +230,7 @@ class Reconciler:
             for pool in pools.values():
                 pool.abandon("The server is stopping; retry the request.")
         self._starting.clear()
+        await self._guarded.close()
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -363,7 +346,9 @@ class Reconciler:
         # Until its instances are back, none counts; requests wait for them in the variants' pools.
         zero = {spec.variant_name: 0 for spec in deployment.variants}
         self._gauge(name, deployment, zero)
-        await self._db(self.store.modify_endpoint, name, functools.partial(_with_counts, zero, None))
+        await self._db(
+            self.store.modify_endpoint, name, functools.partial(_with_counts, zero, None, keep_reason=True)
+        )
         try:
             live = await self._start(name, deployment, route_early=True)
         except DeploymentError as exc:
@@ -394,6 +379,13 @@ class Reconciler:
         new = record.pending
         assert new is not None, "an Updating endpoint always has a pending deployment"
         old = self._live.get(record.name)
+        if new.progress is not None:  # a guarded update (moorage.deployments)
+            live = await self._guarded.run(record, old)
+            if live is None:
+                self.endpoint_changed(record.name)  # rolled back after a restart: start the old again
+            else:
+                self._live[record.name] = live
+            return
         if old is not None and _in_place(old.deployment, new):
             await self._update_in_place(record, old, new)
             return
@@ -443,6 +435,7 @@ class Reconciler:
         await self._db(self.store.remove_endpoint, record.name)
         self.router.set_status(record.name, None)
         self.metrics.forget(record.name)
+        self.serverless_metrics.forget(record.name)
         self._failures.pop(record.name, None)
         log.info("endpoint %s deleted", record.name)
 
@@ -466,7 +459,7 @@ class Reconciler:
     async def _stop_runtime(self, runtime: VariantRuntime, grace_s: float) -> None:
         """Stop a variant, then release its model trees, which the cache may now free or evict."""
         await runtime.stop(grace_s)
-        await _release(runtime.setup.prepared)
+        await release_prepared(runtime.setup.prepared)
 
     # Starting a deployment ----------------------------------------------------------------------
     async def _start(self, endpoint: str, deployment: Deployment, *, route_early: bool = False) -> _Live:
@@ -506,7 +499,8 @@ class Reconciler:
         """Publish a route to fresh, empty pools: requests queue there until instances are ready."""
         try:
             pools = {
-                spec.variant_name: variant_pool(
+                spec.variant_name: pool_for(
+                    spec,
                     f"{endpoint}/{spec.variant_name}",
                     ContainerConfig.from_environment(spec.container.environment),
                     self.settings.workers,
@@ -515,19 +509,27 @@ class Reconciler:
             }
         except MoorageError as exc:  # a container setting that no longer parses
             raise DeploymentError(exc.message) from exc
-        weights = {spec.variant_name: spec.weight for spec in deployment.variants}
         variants = {name: StartingVariant(name, pool) for name, pool in pools.items()}
-        self.router.publish(EndpointRoute(endpoint=endpoint, variants=variants, weights=weights))
+        self.router.publish(deployment_route(endpoint, deployment, variants))
         return pools
 
     async def _start_variant(
         self, endpoint: str, spec: VariantSpec, pool: WorkerPool | None = None
     ) -> VariantRuntime:
+        if is_multi_model(spec.container):  # nothing to prepare up front: models load on their first call
+            changed = functools.partial(self._instances_changed, endpoint)
+            settings, root = self.settings, self.s3_local_root
+            backend, metrics = self.backend, self.metrics
+            multi = await start_multi_model(endpoint, spec, backend, settings, metrics, root, changed)
+            if pool is not None:  # what waited while it restarted: a multi-model call needs the new route
+                pool.abandon(f"The instances of endpoint {endpoint} restarted; retry the request.")
+            return multi
         prepared = None
         try:
             prepared = await self._prepare(endpoint, spec)
             await self.backend.start()  # idempotent; a cluster's machines are known once it is joined
-            runtime = VariantRuntime(
+            runtime = runtime_for(
+                spec,
                 VariantSetup(
                     endpoint=endpoint,
                     variant=spec.variant_name,
@@ -540,26 +542,28 @@ class Reconciler:
                 ),
                 self.backend,
                 self.settings.workers,
-                pool=pool,
+                pool,
+                idle_s=self.settings.serverless_idle_s,
+                metrics=self.serverless_metrics,
             )
             runtime.on_change = functools.partial(self._instances_changed, endpoint)
             await runtime.start()
             return runtime
         except BaseException as exc:
             if prepared is not None:  # nothing serves from its trees: the cache may free them
-                await _release(prepared)
+                await release_prepared(prepared)
             if isinstance(exc, MoorageError):
                 raise DeploymentError(f"Production variant {spec.variant_name}: {exc.message}") from exc
             raise
 
     async def _prepare(self, endpoint: str, spec: VariantSpec) -> PreparedModel:
         log_path = self.settings.logs_dir / endpoint / spec.variant_name / "deployment.log"
-        write = _line_writer(log_path)
+        write = line_writer(log_path)
         source = model_source(spec.container)
         write(f"preparing model {spec.model_name} from {source.url}")
         # A model deleted while its endpoint serves holds no tree (DeleteModel released its holds).
         exists = await self._db(self.store.get_model, spec.model_name) is not None
-        return await _on_daemon_thread(
+        return await on_daemon_thread(
             functools.partial(
                 prepare_model,
                 source,
@@ -574,60 +578,5 @@ class Reconciler:
         )
 
 
-async def _release(prepared: PreparedModel) -> None:
-    """Release a prepared model's tree leases off the event loop (freeing a tree removes files)."""
-    try:
-        await asyncio.to_thread(prepared.release)
-    except Exception:  # the variant is stopped either way; the cache budget frees the tree later
-        log.exception("could not release the model trees of %s", prepared.model_dir)
-
-
 def _counts(live: _Live) -> dict[str, int]:
     return {name: runtime.ready_instances for name, runtime in live.variants.items()}
-
-
-async def _on_daemon_thread(call: Callable[[], _T]) -> _T:
-    """Run blocking `call` on a thread of its own that does not hold the process open at exit.
-
-    Artifact preparation may be stuck in a download for as long as ModelDataDownloadTimeoutInSeconds;
-    a server asked to stop must not wait for it (its workspace is swept at the next start).
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[_T] = loop.create_future()
-
-    def run() -> None:
-        try:
-            settle = functools.partial(_succeed, future, call())
-        except BaseException as exc:
-            settle = functools.partial(_fail, future, exc)
-        with contextlib.suppress(RuntimeError):  # the event loop is closed: the server has stopped
-            loop.call_soon_threadsafe(settle)
-
-    threading.Thread(target=run, name="artifacts", daemon=True).start()
-    return await future
-
-
-def _succeed(future: asyncio.Future[_T], result: _T) -> None:
-    if not future.done():  # a cancelled caller waits no more
-        future.set_result(result)
-
-
-def _fail(future: asyncio.Future[_T], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
-
-
-def _line_writer(path: Path) -> Callable[[str], None]:
-    """Append lines to a log file from any thread (artifact preparation runs in worker threads)."""
-    import threading
-    import time
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = threading.Lock()
-
-    def write(line: str) -> None:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with lock, path.open("a", encoding="utf-8") as handle:
-            handle.write(f"{stamp} {line}\n")
-
-    return write

@@ -52,6 +52,8 @@ class ContainerSpec:
     # "ETag"?}; moorage also reads an optional "Sha256" pin here.
     model_data_source: JsonObject | None
     environment: dict[str, str] = field(default_factory=dict)
+    mode: str = "SingleModel"  # Mode; "MultiModel": model_data_url is a prefix of archives (multimodel/)
+    model_cache: str = "Enabled"  # MultiModelConfig.ModelCacheSetting
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class VariantSpec:
     weight: float
     startup_timeout_s: float | None = None  # ContainerStartupHealthCheckTimeoutInSeconds
     download_timeout_s: float | None = None  # ModelDataDownloadTimeoutInSeconds
+    shadow: bool = False  # a ShadowProductionVariant: gets copies of sampled requests (runtime/shadow.py)
+    serverless: JsonObject | None = None  # ServerlessConfig: zero instances while idle (serverless/)
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,10 @@ class Deployment:
     resolved_at: float | None = None  # when it was frozen: DescribeEndpoint's DeployedImages.ResolutionTime
     async_config: JsonObject | None = None  # the config's AsyncInferenceConfig: an async endpoint (asyncinf/)
     capture_config: JsonObject | None = None  # the config's DataCaptureConfig (capture/)
+    # The DeploymentConfig it was rolled out with (DescribeEndpoint's LastDeploymentConfig), and while it
+    # rolls out, where it stands: status, message, start, traffic share (moorage.deployments).
+    deployment_config: JsonObject | None = None
+    progress: JsonObject | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,7 @@ class VariantState:
     desired_weight: float
     current_instance_count: int
     desired_instance_count: int
+    shadow: bool = False  # listed under ShadowProductionVariants
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,7 @@ class ScalingPolicy:
     policy_type: str
     target_tracking: JsonObject  # TargetTrackingScalingPolicyConfiguration
     creation_time: float
+    step_scaling: JsonObject | None = None  # StepScalingPolicyConfiguration (scale from zero, serverless/)
 
     @property
     def target_key(self) -> tuple[str, str, str]:

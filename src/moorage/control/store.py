@@ -11,6 +11,8 @@ survives a crash of the process or of the machine. Every read-modify-write runs 
 makes a second process wait for the lock instead of failing. Records are stored as JSON, never pickled.
 
 The server calls the store from one dedicated thread; a lock makes it safe from any thread anyway.
+The record <-> JSON codecs live in `store_rows.py` and the Auto Scaling tables' methods in
+`store_autoscaling.py` (a mixin of `Store`: same file, same lock); this module keeps the SQL.
 """
 
 from __future__ import annotations
@@ -32,17 +34,21 @@ from typing import Any, Generic, Literal, TypeVar
 from moorage.control.arns import ResourceKind, name_key
 from moorage.control.lifecycle import Action, transition
 from moorage.control.records import (
-    ContainerSpec,
-    Deployment,
     EndpointConfigRecord,
     EndpointRecord,
-    EndpointStatus,
     JsonObject,
     ModelRecord,
-    ScalableTarget,
-    ScalingPolicy,
-    VariantSpec,
     VariantState,
+)
+from moorage.control.store_autoscaling import AutoscalingTables
+from moorage.control.store_rows import (
+    ENDPOINT_COLUMNS,
+    container_json,
+    desired_from,
+    endpoint_body,
+    endpoint_config_from_row,
+    endpoint_from_row,
+    model_from_row,
 )
 from moorage.errors import ConfigError, ValidationException
 
@@ -133,7 +139,7 @@ class Page(Generic[T]):
     next_token: str | None
 
 
-class Store:
+class Store(AutoscalingTables):
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
@@ -227,7 +233,7 @@ class Store:
     # Models ---------------------------------------------------------------------------------------
     def add_model(self, record: ModelRecord, tags: Sequence[JsonObject] = ()) -> bool:
         """False when a model of that name (in any case) exists already."""
-        body = {"container": _container_json(record.container), "request": record.request}
+        body = {"container": container_json(record.container), "request": record.request}
         return self._insert(ResourceKind.MODEL, record.name, record.arn, record.creation_time, body, tags)
 
     def get_model(self, name: str) -> ModelRecord | None:
@@ -235,13 +241,13 @@ class Store:
             row = conn.execute(
                 "SELECT name, arn, creation_time, body FROM models WHERE name_key = ?", (name_key(name),)
             ).fetchone()
-        return _model(row) if row else None
+        return model_from_row(row) if row else None
 
     def delete_model(self, name: str) -> bool:
         return self._delete(ResourceKind.MODEL, name)
 
     def list_models(self, query: ListQuery) -> Page[ModelRecord]:
-        return self._page(ResourceKind.MODEL, "name, arn, creation_time, body", query, _model)
+        return self._page(ResourceKind.MODEL, "name, arn, creation_time, body", query, model_from_row)
 
     # Endpoint configs -----------------------------------------------------------------------------
     def add_endpoint_config(self, record: EndpointConfigRecord, tags: Sequence[JsonObject] = ()) -> bool:
@@ -255,14 +261,14 @@ class Store:
                 "SELECT name, arn, creation_time, body FROM endpoint_configs WHERE name_key = ?",
                 (name_key(name),),
             ).fetchone()
-        return _endpoint_config(row) if row else None
+        return endpoint_config_from_row(row) if row else None
 
     def delete_endpoint_config(self, name: str) -> bool:
         return self._delete(ResourceKind.ENDPOINT_CONFIG, name)
 
     def list_endpoint_configs(self, query: ListQuery) -> Page[EndpointConfigRecord]:
         columns = "name, arn, creation_time, body"
-        return self._page(ResourceKind.ENDPOINT_CONFIG, columns, query, _endpoint_config)
+        return self._page(ResourceKind.ENDPOINT_CONFIG, columns, query, endpoint_config_from_row)
 
     # Endpoints ------------------------------------------------------------------------------------
     def add_endpoint(self, record: EndpointRecord) -> bool:
@@ -281,7 +287,7 @@ class Store:
                     record.status.value,
                     record.creation_time,
                     record.last_modified_time,
-                    json.dumps(_endpoint_body(record)),
+                    json.dumps(endpoint_body(record)),
                 ),
             )
             _put_tags(conn, record.arn, record.tags)
@@ -294,11 +300,13 @@ class Store:
     def list_endpoints(self) -> list[EndpointRecord]:
         """Every endpoint, in any status (the reconciler's view at start)."""
         with self._read() as conn:
-            rows = conn.execute(f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints ORDER BY name_key").fetchall()
-            return [_endpoint(row, _tags(conn, row[1])) for row in rows]
+            rows = conn.execute(f"SELECT {ENDPOINT_COLUMNS} FROM endpoints ORDER BY name_key").fetchall()
+            return [endpoint_from_row(row, _tags(conn, row[1])) for row in rows]
 
     def page_endpoints(self, query: ListQuery) -> Page[EndpointRecord]:
-        return self._page(ResourceKind.ENDPOINT, _ENDPOINT_COLUMNS, query, lambda row: _endpoint(row, ()))
+        return self._page(
+            ResourceKind.ENDPOINT, ENDPOINT_COLUMNS, query, lambda row: endpoint_from_row(row, ())
+        )
 
     def modify_endpoint(
         self, name: str, change: Callable[[EndpointRecord], EndpointRecord | None]
@@ -321,7 +329,7 @@ class Store:
                 (
                     updated.status.value,
                     updated.last_modified_time,
-                    json.dumps(_endpoint_body(updated)),
+                    json.dumps(endpoint_body(updated)),
                     name_key(name),
                 ),
             )
@@ -352,7 +360,7 @@ class Store:
                 record,
                 pending=None,
                 failure_reason=reason[:MAX_FAILURE_REASON],
-                variants=_desired_from(record.deployment, record.variants),
+                variants=desired_from(record.deployment, record.variants),
             )
 
         return self._transition(name, Action.UPDATE_FAIL, change)
@@ -422,108 +430,6 @@ class Store:
         with self._read() as conn:
             arn = _arn_of(conn, kind, name)
             return None if arn is None else _tags(conn, arn)
-
-    # Application Auto Scaling ---------------------------------------------------------------------
-    def register_scalable_target(
-        self,
-        key: tuple[str, str, str],
-        change: Callable[[ScalableTarget | None], ScalableTarget],
-    ) -> ScalableTarget:
-        """Create or update one target atomically: `change` gets the stored one (or None) and may raise."""
-        with self._write() as conn:
-            row = conn.execute(
-                "SELECT body FROM scalable_targets WHERE target_key = ?", (_key(*key),)
-            ).fetchone()
-            target = change(_scalable_target(row[0]) if row else None)
-            conn.execute(
-                "INSERT INTO scalable_targets (target_key, service_namespace, creation_time, body)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (target_key) DO UPDATE SET body = excluded.body",
-                (
-                    _key(*target.key),
-                    target.service_namespace,
-                    target.creation_time,
-                    json.dumps(asdict(target)),
-                ),
-            )
-            return target
-
-    def get_scalable_target(self, key: tuple[str, str, str]) -> ScalableTarget | None:
-        with self._read() as conn:
-            row = conn.execute(
-                "SELECT body FROM scalable_targets WHERE target_key = ?", (_key(*key),)
-            ).fetchone()
-        return _scalable_target(row[0]) if row else None
-
-    def list_scalable_targets(self, namespace: str | None = None) -> list[ScalableTarget]:
-        """Oldest first; every namespace when `namespace` is None (the autoscaler's view)."""
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT body FROM scalable_targets WHERE ? IS NULL OR service_namespace = ?"
-                " ORDER BY creation_time, target_key",
-                (namespace, namespace),
-            ).fetchall()
-        return [_scalable_target(row[0]) for row in rows]
-
-    def deregister_scalable_target(self, key: tuple[str, str, str]) -> bool:
-        """Remove a target and its scaling policies, as Application Auto Scaling does; False if absent."""
-        with self._write() as conn:
-            target_key = _key(*key)
-            if not conn.execute(
-                "SELECT 1 FROM scalable_targets WHERE target_key = ?", (target_key,)
-            ).fetchone():
-                return False
-            conn.execute("DELETE FROM scalable_targets WHERE target_key = ?", (target_key,))
-            conn.execute("DELETE FROM scaling_policies WHERE target_key = ?", (target_key,))
-        return True
-
-    def put_scaling_policy(self, policy: ScalingPolicy) -> ScalingPolicy | None:
-        """Create or replace a policy; a replaced one keeps its ARN and CreationTime. None when the
-        policy's scalable target is not registered."""
-        target_key = _key(*policy.target_key)
-        policy_key = _key(*policy.target_key, policy.policy_name)
-        with self._write() as conn:
-            if not conn.execute(
-                "SELECT 1 FROM scalable_targets WHERE target_key = ?", (target_key,)
-            ).fetchone():
-                return None
-            row = conn.execute(
-                "SELECT body FROM scaling_policies WHERE policy_key = ?", (policy_key,)
-            ).fetchone()
-            if row:
-                old = _scaling_policy(row[0])
-                policy = replace(policy, policy_arn=old.policy_arn, creation_time=old.creation_time)
-            conn.execute(
-                "INSERT INTO scaling_policies"
-                " (policy_key, target_key, service_namespace, creation_time, body) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (policy_key) DO UPDATE SET body = excluded.body",
-                (
-                    policy_key,
-                    target_key,
-                    policy.service_namespace,
-                    policy.creation_time,
-                    json.dumps(asdict(policy)),
-                ),
-            )
-        return policy
-
-    def list_scaling_policies(self, namespace: str | None = None) -> list[ScalingPolicy]:
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT body FROM scaling_policies WHERE ? IS NULL OR service_namespace = ?"
-                " ORDER BY creation_time, policy_key",
-                (namespace, namespace),
-            ).fetchall()
-        return [_scaling_policy(row[0]) for row in rows]
-
-    def delete_scaling_policy(self, key: tuple[str, str, str], policy_name: str) -> bool:
-        with self._write() as conn:
-            policy_key = _key(*key, policy_name)
-            if not conn.execute(
-                "SELECT 1 FROM scaling_policies WHERE policy_key = ?", (policy_key,)
-            ).fetchone():
-                return False
-            conn.execute("DELETE FROM scaling_policies WHERE policy_key = ?", (policy_key,))
-        return True
 
     # Pagination tokens ----------------------------------------------------------------------------
     def encode_token(self, payload: JsonObject) -> str:
@@ -636,27 +542,12 @@ class Store:
         return Page([decode(row) for row in rows], token)
 
 
-# Row and JSON codecs ------------------------------------------------------------------------------
+# SQL helpers --------------------------------------------------------------------------------------
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
     """Each statement on its own (executescript would commit the transaction it runs in)."""
     for statement in script.split(";"):
         if statement.strip():
             conn.execute(statement)
-
-
-def _key(*parts: str) -> str:
-    return json.dumps(parts)
-
-
-def _scalable_target(body: str) -> ScalableTarget:
-    return ScalableTarget(**json.loads(body))
-
-
-def _scaling_policy(body: str) -> ScalingPolicy:
-    return ScalingPolicy(**json.loads(body))
-
-
-_ENDPOINT_COLUMNS = "name, arn, status, creation_time, last_modified_time, body"
 
 
 def _arn_of(conn: sqlite3.Connection, kind: ResourceKind, name: str) -> str | None:
@@ -682,94 +573,6 @@ def _tags(conn: sqlite3.Connection, arn: str) -> list[JsonObject]:
 
 def _get_endpoint(conn: sqlite3.Connection, name: str) -> EndpointRecord | None:
     row = conn.execute(
-        f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE name_key = ?", (name_key(name),)
+        f"SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE name_key = ?", (name_key(name),)
     ).fetchone()
-    return _endpoint(row, _tags(conn, row[1])) if row else None
-
-
-def _model(row: Any) -> ModelRecord:
-    body = json.loads(row[3])
-    return ModelRecord(
-        name=row[0],
-        arn=row[1],
-        creation_time=row[2],
-        container=_container(body["container"]),
-        request=body["request"],
-    )
-
-
-def _endpoint_config(row: Any) -> EndpointConfigRecord:
-    return EndpointConfigRecord(
-        name=row[0], arn=row[1], creation_time=row[2], request=json.loads(row[3])["request"]
-    )
-
-
-def _endpoint(row: Any, tags: Sequence[JsonObject]) -> EndpointRecord:
-    body = json.loads(row[5])
-    return EndpointRecord(
-        name=row[0],
-        arn=row[1],
-        status=EndpointStatus(row[2]),
-        creation_time=row[3],
-        last_modified_time=row[4],
-        deployment=_deployment(body["deployment"]),
-        pending=_deployment(body["pending"]),
-        variants=tuple(VariantState(**state) for state in body["variants"]),
-        failure_reason=body["failure_reason"],
-        tags=tuple(tags),
-    )
-
-
-def _endpoint_body(record: EndpointRecord) -> JsonObject:
-    return {
-        "deployment": _deployment_json(record.deployment),
-        "pending": _deployment_json(record.pending),
-        "variants": [asdict(state) for state in record.variants],
-        "failure_reason": record.failure_reason,
-    }
-
-
-def _container_json(container: ContainerSpec) -> JsonObject:
-    return asdict(container)
-
-
-def _container(data: JsonObject) -> ContainerSpec:
-    return ContainerSpec(
-        image=data["image"],
-        model_data_url=data["model_data_url"],
-        model_data_source=data["model_data_source"],
-        environment=dict(data["environment"]),
-    )
-
-
-def _deployment_json(deployment: Deployment | None) -> JsonObject | None:
-    return None if deployment is None else asdict(deployment)
-
-
-def _deployment(data: JsonObject | None) -> Deployment | None:
-    if data is None:
-        return None
-    variants = tuple(
-        VariantSpec(**{**variant, "container": _container(variant["container"])})
-        for variant in data["variants"]
-    )
-    return Deployment(**{**data, "variants": variants})
-
-
-def _desired_from(
-    deployment: Deployment | None, states: tuple[VariantState, ...]
-) -> tuple[VariantState, ...]:
-    """Variant counters whose desired values are the serving deployment's again (after a rollback)."""
-    if deployment is None:
-        return states
-    specs = {variant.variant_name: variant for variant in deployment.variants}
-    return tuple(
-        replace(
-            state,
-            desired_weight=specs[state.variant_name].weight,
-            desired_instance_count=specs[state.variant_name].instance_count,
-        )
-        if state.variant_name in specs
-        else state
-        for state in states
-    )
+    return endpoint_from_row(row, _tags(conn, row[1])) if row else None

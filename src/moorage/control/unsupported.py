@@ -45,23 +45,6 @@ def _enabled(value: object) -> bool:
     return isinstance(value, Mapping) and str(value.get("Status", "")).upper() == "ENABLED"
 
 
-def _multi_model(value: object) -> bool:
-    return value == "MultiModel"
-
-
-def _not_all_at_once(value: object) -> bool:
-    """A DeploymentConfig moorage cannot honour: anything but an all-at-once blue/green switch."""
-    if not isinstance(value, Mapping):
-        return True
-    if set(value) - {"BlueGreenUpdatePolicy"}:
-        return True  # RollingUpdatePolicy, AutoRollbackConfiguration
-    policy = value.get("BlueGreenUpdatePolicy") or {}
-    routing = policy.get("TrafficRoutingConfiguration") or {}
-    return routing.get("Type", "ALL_AT_ONCE") != "ALL_AT_ONCE" or bool(
-        policy.get("MaximumExecutionTimeoutInSeconds")
-    )
-
-
 # Member paths are "Operation.Member", "Container.Member" (PrimaryContainer and Containers[] entries)
 # and "Variant.Member" (ProductionVariants[] entries).
 IGNORED: Mapping[str, str] = {
@@ -88,18 +71,9 @@ IGNORED: Mapping[str, str] = {
     "Variant.CapacityReservationConfig": "the machine's capacity is all there is",
     "Variant.RoutingConfig": "moorage always routes to the least-busy ready worker, which is "
     "LEAST_OUTSTANDING_REQUESTS; RANDOM is not reproduced",
-    "UpdateEndpoint.RetainDeploymentConfig": "only all-at-once updates exist, so there is nothing to retain",
 }
 
 REFUSED: Mapping[str, Refusal] = {
-    "Container.Mode": Refusal(
-        "Mode MultiModel (multi-model endpoints) is not supported by moorage yet; "
-        "use one model per endpoint (Mode SingleModel, the default).",
-        _multi_model,
-    ),
-    "Container.MultiModelConfig": Refusal(
-        "MultiModelConfig is for multi-model endpoints, which moorage does not support yet."
-    ),
     "Container.AdditionalModelDataSources": Refusal(
         "AdditionalModelDataSources is not supported by moorage: put every file the handler needs "
         "into the one model archive (ModelDataUrl)."
@@ -117,14 +91,8 @@ REFUSED: Mapping[str, Refusal] = {
         "Leave it out or set it to false.",
         _truthy,
     ),
-    "CreateEndpointConfig.ShadowProductionVariants": Refusal(
-        "ShadowProductionVariants are not supported by moorage yet: it does not mirror traffic.", _truthy
-    ),
     "CreateEndpointConfig.ExplainerConfig": Refusal(
         "ExplainerConfig (SageMaker Clarify explainers) is not supported by moorage."
-    ),
-    "Variant.ServerlessConfig": Refusal(
-        "ServerlessConfig is not supported by moorage; give InstanceType and InitialInstanceCount instead."
     ),
     "Variant.AcceleratorType": Refusal(
         "AcceleratorType (Elastic Inference) is not supported by moorage; choose a GPU instance type "
@@ -145,15 +113,9 @@ REFUSED: Mapping[str, Refusal] = {
         _truthy,
     ),
     "CreateEndpoint.DeploymentConfig": Refusal(
-        "DeploymentConfig (auto-rollback alarms) is not supported by moorage yet; remove it.",
+        "DeploymentConfig on CreateEndpoint is not supported by moorage: give it to UpdateEndpoint, where "
+        "canary, linear and rolling updates with auto-rollback alarms are honoured.",
         _truthy,
-    ),
-    "UpdateEndpoint.DeploymentConfig": Refusal(
-        "Only all-at-once blue/green updates are supported by moorage: DeploymentConfig with a CANARY or "
-        "LINEAR TrafficRoutingConfiguration, a RollingUpdatePolicy, MaximumExecutionTimeoutInSeconds or "
-        "AutoRollbackConfiguration is not honoured yet. Remove DeploymentConfig, or use "
-        "TrafficRoutingConfiguration Type ALL_AT_ONCE.",
-        _not_all_at_once,
     ),
 }
 
@@ -167,7 +129,8 @@ def refuse_unsupported(operation: str, request: JsonObject) -> None:
             if isinstance(container, Mapping):
                 _check("Container", container)
     if operation == "CreateEndpointConfig":
-        for variant in request.get("ProductionVariants") or []:
+        shadows = request.get("ShadowProductionVariants") or []
+        for variant in [*(request.get("ProductionVariants") or []), *shadows]:
             if isinstance(variant, Mapping):
                 _check("Variant", variant)
 

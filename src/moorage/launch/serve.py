@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 from moorage import __version__, sandbox
 from moorage.api.app import MainApp
 from moorage.api.auth import S3Auth, SageMakerAuth
+from moorage.api.cloudwatch import TARGET_PREFIX as CLOUDWATCH_TARGET_PREFIX
+from moorage.api.cloudwatch import CloudWatchApi
 from moorage.api.control import ControlPlane
 from moorage.api.iam import IamApi
 from moorage.api.logs import TARGET_PREFIX as LOGS_TARGET_PREFIX
@@ -29,6 +31,8 @@ from moorage.api.runtime import RuntimeApi
 from moorage.asyncinf.service import open_async
 from moorage.backends.base import Backend
 from moorage.capture.service import open_capture
+from moorage.cloudwatch.service import open_cloudwatch
+from moorage.console import ConsoleSite, console_enabled
 from moorage.control import autoscaling
 from moorage.control.arns import ControlContext
 from moorage.control.autoscaler import Autoscaler
@@ -40,6 +44,7 @@ from moorage.httpd.hosts import BrowserGuard
 from moorage.logs import LogRotator, LogsContext, LogsLayout
 from moorage.runtime.metrics import Metrics
 from moorage.runtime.router import Router
+from moorage.runtime.shadow import ShadowMirror
 from moorage.settings import Settings
 from moorage.transform.service import open_transform
 
@@ -105,6 +110,10 @@ async def _serve(
     backend = make_backend(settings, environ, forkserver)
     router = Router(settings.account_id)
     metrics = Metrics()
+    # CloudWatch: the metric history (sampled from `metrics`) and the alarms evaluated over it; guardrails
+    # read alarm states through `cloudwatch.states` / `cloudwatch.subscribe`.
+    cloudwatch = await open_cloudwatch(settings, metrics)
+    cloudwatch_api = CloudWatchApi(cloudwatch.context, cloudwatch.run)
     # --auth sigv4: both ports check every request against the keys of `moorage credentials`.
     keyring = Keyring(credentials_path(settings.data_dir)) if settings.auth == "sigv4" else None
     # Both ports refuse foreign Host names and, without auth, cross-site browser requests.
@@ -136,6 +145,7 @@ async def _serve(
         settings=settings,
         metrics=metrics,
         s3_local_root=s3_local_root,
+        alarms=cloudwatch,  # guarded updates roll back when one of their alarms goes to ALARM
     )
     control = ControlPlane(
         store,
@@ -144,6 +154,7 @@ async def _serve(
             account_id=settings.account_id,
             artifact_policy=settings.artifacts,
             model_deleted=reconciler.model_deleted,
+            backend=settings.backend,
         ),
         reconciler,
         store_executor,
@@ -181,6 +192,8 @@ async def _serve(
         s3_local_root=s3_local_root,
         external_s3=external_s3,
     )
+    # Shadow variants: sampled requests copied to the shadow, off the caller's path (runtime/shadow.py).
+    shadow = ShadowMirror(router, metrics, capture, settings.shadow_max_outstanding)
     # Application Auto Scaling's API on the same port, over the same store; the autoscaler acts on it.
     scaling = ControlPlane(
         store,
@@ -197,6 +210,7 @@ async def _serve(
         metrics=metrics,
         endpoint_changed=reconciler.endpoint_changed,
         period_s=settings.autoscale_period_s,
+        backlogs=asyncinf.dispatcher.backlogs,  # async scale to zero (serverless/backlog.py)
     )
     rotator = LogRotator(settings.logs_dir, settings.log_max_bytes)
     logs = LogsApi(
@@ -205,6 +219,7 @@ async def _serve(
     json_services = {
         "SageMaker": control.handle,
         LOGS_TARGET_PREFIX: logs.handle,
+        CLOUDWATCH_TARGET_PREFIX: cloudwatch_api.handle,  # AWS JSON 1.0 clients
         autoscaling.TARGET_PREFIX.rstrip("."): scaling.handle,
     }
     # What /_moorage/info tells clients (the SDK): the S3 endpoint this server reads s3:// model data from.
@@ -217,7 +232,7 @@ async def _serve(
     }
     app = MainApp(
         json_services,
-        RuntimeApi(router, metrics, settings.region, settings.account_id, capture),
+        RuntimeApi(router, metrics, settings.region, settings.account_id, capture, shadow),
         metrics,
         authenticate=None
         if keyring is None
@@ -226,12 +241,16 @@ async def _serve(
             region=settings.region,
             account_id=settings.account_id,
             # Signing names of the APIs served here.
-            services=frozenset({"sagemaker", "logs", "iam", "application-autoscaling"}),
+            services=frozenset({"sagemaker", "logs", "iam", "application-autoscaling", "monitoring"}),
         ),
         query_service=IamApi(settings.account_id).handle,
         info=client_info,
         guard=guard,
         async_runtime=asyncinf.api,
+        rpc_services={CLOUDWATCH_TARGET_PREFIX: cloudwatch_api.handle},  # Smithy RPC v2 CBOR clients
+        console=ConsoleSite()
+        if console_enabled(settings.console, settings.host, auth_on=keyring is not None)
+        else None,
     )
     server = HttpServer(app, settings.host, settings.port, settings.http)
     await server.start()
@@ -244,6 +263,7 @@ async def _serve(
         await asyncinf.start()
         capture.start()
         autoscaler.start()
+        cloudwatch.start()
         url = f"http://{settings.host}:{server.port}"
         info = {
             "pid": os.getpid(),
@@ -266,8 +286,10 @@ async def _serve(
         info_path.unlink(missing_ok=True)
         await server.shutdown(settings.workers.drain_grace_s)
         await autoscaler.close()
+        await cloudwatch.close()
         await transform.close()
         await asyncinf.close(settings.workers.drain_grace_s)
+        await shadow.close()
         await capture.close(settings.workers.drain_grace_s)
         await reconciler.close(settings.workers.drain_grace_s)
         if s3_server is not None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from moorage.backends.base import WorkerHandle, WorkerLost
 from moorage.errors import ServiceUnavailable, ThrottlingException
 from moorage.runtime.outcomes import Answered, Died, Outcome, TimedOut
+from moorage.streaming.relay import PartStream
 from moorage.worker.protocol import Invoke, Reply
 
 __all__ = ["WorkerPool"]
@@ -63,6 +64,7 @@ class _Running:
     timeout_s: float  # the longest timeout in the batch, which `kill_at` was counted from
     remaining: int
     timed_out: bool = False
+    stream: PartStream | None = None  # a streamed answer: the worker stays busy until it is finished
 
 
 class WorkerPool:
@@ -194,7 +196,7 @@ class WorkerPool:
                     waiting.future.set_result(TimedOut(waiting.timeout_s))
             if now >= running.kill_at and not running.timed_out:
                 self._kill_slow(running)
-        if self._in_flight:
+        if self._in_flight or self._running:  # a stream runs on after its future resolved
             self._watch_deadlines()
 
     def _idle_slot(self) -> _Slot | None:
@@ -253,15 +255,24 @@ class WorkerPool:
             future.add_done_callback(functools.partial(self._on_reply, running, waiting))
 
     def _kill_slow(self, running: _Running) -> None:
+        if running.stream is not None:  # the invocation timeout covers the whole stream
+            running.stream.time_out(running.timeout_s)
         running.timed_out = True
         running.slot.lost = True
         running.slot.handle.kill(f"a request ran past the {running.timeout_s:g} s invocation timeout")
 
-    def _on_reply(self, running: _Running, waiting: _Waiting, future: asyncio.Future[Reply]) -> None:
+    def _on_reply(
+        self, running: _Running, waiting: _Waiting, future: asyncio.Future[Reply | PartStream]
+    ) -> None:
         outcome: Outcome
         exception = future.exception() if not future.cancelled() else WorkerLost("the request was cancelled")
         if exception is None:
-            outcome = Answered(future.result())
+            result = future.result()
+            if isinstance(result, PartStream):
+                running.stream = result
+                outcome = Answered(result.head, result)
+            else:
+                outcome = Answered(result)
         elif running.timed_out:
             outcome = TimedOut(running.timeout_s)
         else:
@@ -272,12 +283,24 @@ class WorkerPool:
             waiting.future.set_result(outcome)
         running.remaining -= 1
         if running.remaining == 0:
-            self._running.discard(running)
-            running.slot.busy = False
-            running.slot.idle_since = self._loop.time()
-            if self._retire_event is not None:
-                self._retire_event.set()
-            self._pump()
+            if running.stream is not None and not running.stream.finished.done():
+                running.stream.finished.add_done_callback(lambda _: self._stream_finished(running))
+            else:
+                self._free(running)
+
+    def _stream_finished(self, running: _Running) -> None:
+        if running.stream is not None and running.stream.worker_lost:
+            running.slot.lost = True  # the supervisor replaces it
+        self._free(running)
+
+    def _free(self, running: _Running) -> None:
+        """The worker answered everything it was given (a stream: up to its end): it takes the next."""
+        self._running.discard(running)
+        running.slot.busy = False
+        running.slot.idle_since = self._loop.time()
+        if self._retire_event is not None:
+            self._retire_event.set()
+        self._pump()
 
     def _fail_queue_if_hopeless(self) -> None:
         if self._slots or self._expecting:

@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import resource
+import select
 import signal
 import socket
 import sys
@@ -28,8 +29,13 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from moorage.streaming.frames import StreamCancel, StreamCredit, StreamMessage, StreamOpen
+from moorage.streaming.parts import joined
+from moorage.streaming.producer import LiveStream, open_stream, produce
 from moorage.worker.lifetime import die_with_parent
+from moorage.worker.memory import apply_serverless_memory
 from moorage.worker.protocol import (
+    REPLY_IN_FILE,
     REPLY_TOO_LARGE,
     Invoke,
     LoadFailed,
@@ -47,7 +53,7 @@ from moorage.worker.protocol import (
 
 if TYPE_CHECKING:
     from moorage.handler.pipeline import Handler
-    from moorage.sandbox import SandboxStatus
+    from moorage.sandbox import Confinement, SandboxStatus
 
 __all__ = ["Channel", "Responder", "configure_process", "enter_sandbox", "load", "run"]
 
@@ -69,7 +75,7 @@ class Channel:
         self._chunk = bytearray(256 * 1024)
         self._view = memoryview(self._chunk)
 
-    def receive(self) -> Message | None:
+    def receive(self) -> Message | StreamMessage | None:
         """The next message, or None when the server has closed the connection."""
         while not self._frames:
             count = self.sock.recv_into(self._view)
@@ -81,6 +87,13 @@ class Channel:
 
     def send(self, message: Message) -> None:
         self.sock.sendall(b"".join(encode(message)))
+
+    def send_frames(self, parts: list[bytes]) -> None:
+        self.sock.sendall(b"".join(parts))
+
+    def ready(self) -> bool:
+        """Whether a message can be received without waiting (a streaming worker's poll for Cancel)."""
+        return bool(self._frames) or bool(select.select([self.sock], [], [], 0)[0])
 
 
 def configure_process(spec: WorkerSpec, *, hosted: bool = False) -> None:
@@ -96,6 +109,7 @@ def configure_process(spec: WorkerSpec, *, hosted: bool = False) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.gpu_id)
     if spec.memory_limit_bytes:
         resource.setrlimit(resource.RLIMIT_DATA, (spec.memory_limit_bytes, spec.memory_limit_bytes))
+    apply_serverless_memory(spec.environment)  # a serverless variant's MemorySizeInMB (worker/memory.py)
     if not hosted:
         # The server owns shutdown: Ctrl+C in its terminal must not kill workers mid-request.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -115,13 +129,18 @@ def configure_process(spec: WorkerSpec, *, hosted: bool = False) -> None:
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
 
-def enter_sandbox(spec: WorkerSpec, *, extra_write: Sequence[str] = ()) -> SandboxStatus | None:
+def enter_sandbox(
+    spec: WorkerSpec, *, extra_write: Sequence[str] = (), ahead: Confinement | None = None
+) -> SandboxStatus | None:
     """Confine this process before model code runs: read-only model tree and Python, one scratch dir.
 
     The scratch dir becomes HOME and TMPDIR. `extra_write`: what the hosting runtime itself must
     keep writing (a Ray actor's session dir). None when the sandbox is off (MOORAGE_SANDBOX=off).
+    `ahead`: the common rules a spare worker built while it waited (worker/spare.py).
     """
     if not spec.sandbox:
+        if ahead is not None:
+            ahead.close()
         log.warning("sandbox: off (MOORAGE_SANDBOX=off): this worker can read and write what its uid can")
         return None
     from moorage.sandbox import SandboxPolicy, confine, system_read_paths
@@ -131,7 +150,8 @@ def enter_sandbox(spec: WorkerSpec, *, extra_write: Sequence[str] = ()) -> Sandb
     tempfile.tempdir = None  # forked from a process that may have cached /tmp already
     model_tree = [path for path in (spec.model_dir, spec.code_dir, spec.deps_dir) if path]
     writable = (scratch, *spec.sandbox_writable, *extra_write)
-    status = confine(SandboxPolicy(read_only=(*model_tree, *system_read_paths()), read_write=writable))
+    policy = SandboxPolicy(read_only=(*model_tree, *system_read_paths()), read_write=writable)
+    status = confine(policy, ahead)
     if status.confined:
         log.info("sandbox: %s; writable: %s", status.describe(), ", ".join(writable))
     else:
@@ -139,12 +159,12 @@ def enter_sandbox(spec: WorkerSpec, *, extra_write: Sequence[str] = ()) -> Sandb
     return status
 
 
-def run(sock: socket.socket, spec: WorkerSpec) -> int:
+def run(sock: socket.socket, spec: WorkerSpec, ahead: Confinement | None = None) -> int:
     """Load the model, report Ready (or LoadFailed), then serve; returns the process exit code."""
     configure_process(spec)
     channel = Channel(sock)
     try:
-        enter_sandbox(spec)
+        enter_sandbox(spec, ahead=ahead)
     except OSError as exc:
         error = f"The worker sandbox could not be applied ({exc}); set MOORAGE_SANDBOX=off to run unconfined."
         log.error("%s", error)
@@ -193,6 +213,7 @@ def load(spec: WorkerSpec) -> tuple[Handler | None, Ready | LoadFailed]:
 
 
 def _serve(channel: Channel, responder: Responder) -> None:
+    window = 0  # from a StreamOpen: the next Invoke may stream, `window` parts ahead (moorage.streaming)
     while True:
         message = channel.receive()
         if message is None:
@@ -200,8 +221,15 @@ def _serve(channel: Channel, responder: Responder) -> None:
         if isinstance(message, Ping):
             channel.send(Pong(message.token))
             continue
+        if isinstance(message, StreamOpen):
+            window = message.window
+            continue
+        if isinstance(message, StreamCredit | StreamCancel):
+            continue  # sent before the server read this worker's StreamEnd: the stream is over
         if not isinstance(message, Invoke):
             raise ProtocolError(f"worker cannot handle message kind {message.kind}")
+        if window:
+            message = dataclasses.replace(message, stream=True)
         batch = [message]
         while len(batch) < message.batch_size:
             more = channel.receive()
@@ -209,7 +237,11 @@ def _serve(channel: Channel, responder: Responder) -> None:
                 raise ProtocolError("a batch was cut short")
             batch.append(more)
         for reply in responder.answer(batch):
-            channel.send(reply)
+            if isinstance(reply, LiveStream):
+                produce(channel, reply, window)
+            else:
+                channel.send(reply)
+        window = 0
 
 
 class Responder:
@@ -223,7 +255,9 @@ class Responder:
         self.threads = torch.get_num_threads()
         self.batching = spec.batch_size > 1
 
-    def answer(self, batch: Sequence[Invoke]) -> list[Reply]:
+    def answer(self, batch: Sequence[Invoke]) -> list[Reply | LiveStream]:
+        """One Reply per request; a LiveStream for a single request that may stream and whose handler
+        yielded (its parts are joined into one body otherwise)."""
         import torch
 
         from moorage.handler.pipeline import HandlerRequest
@@ -234,7 +268,7 @@ class Responder:
             self.threads = first.threads
         requests = [
             HandlerRequest(
-                body=item.body,
+                body=item.body if item.body_file is None else _take_body_file(item.body_file),
                 content_type=item.content_type,
                 accept=item.accept,
                 headers=item.headers,
@@ -248,23 +282,41 @@ class Responder:
         else:
             responses = [self.handler.transform(requests[0])]
         model_us = int((time.perf_counter() - started) * 1e6)
-        replies = []
+        replies: list[Reply | LiveStream] = []
         for item, response in zip(batch, responses, strict=True):
+            streams = response.parts is not None and item.stream and len(batch) == 1
+            if response.parts is not None and not streams:
+                response = joined(response, self.spec.max_response_bytes)
             if response.log:
                 log.error(
                     "request %d failed with status %d:\n%s", item.request_id, response.status, response.log
                 )
-            replies.append(
-                dataclasses.replace(_reply(item.request_id, response, self.spec), model_us=model_us)
-            )
+            over = min(item.reply_over, self.spec.max_response_bytes)  # a file answer has no cap
+            to_file = item.reply_file if len(response.body) > over else None
+            reply = _reply(item.request_id, response, self.spec, to_file)
+            reply = dataclasses.replace(reply, model_us=model_us)
+            if streams:
+                replies.append(open_stream(reply, response, started, self.spec.max_response_bytes))
+            else:
+                replies.append(reply)
         return replies
 
 
-def _reply(request_id: int, response: object, spec: WorkerSpec) -> Reply:
+def _take_body_file(path: str) -> bytes:
+    """A large input the server left in a file (input_fn takes bytes, so it is read whole here, in the
+    worker, never in the server); the file is removed once read."""
+    with open(path, "rb") as handle:
+        body = handle.read()
+    os.unlink(path)
+    return body
+
+
+def _reply(request_id: int, response: object, spec: WorkerSpec, reply_file: str | None = None) -> Reply:
+    """`reply_file`: write the body there instead (an async answer, which has no response cap)."""
     from moorage.handler.pipeline import HandlerResponse
 
     assert isinstance(response, HandlerResponse)
-    if len(response.body) > spec.max_response_bytes:
+    if reply_file is None and len(response.body) > spec.max_response_bytes:
         log.error(
             "request %d: the handler returned %d bytes, over the %d-byte response limit",
             request_id,
@@ -284,6 +336,26 @@ def _reply(request_id: int, response: object, spec: WorkerSpec) -> Reply:
         )
         log.error("request %d: %s", request_id, message)
         return Reply(request_id, 500, message.encode(), None, message)
+    if reply_file is not None:
+        try:
+            with open(reply_file, "wb") as handle:
+                handle.write(response.body)
+        except OSError as exc:
+            message = (
+                f"The answer ({len(response.body)} bytes) could not be written to the worker's scratch "
+                f"dir: {exc}"
+            )
+            log.error("request %d: %s", request_id, message)
+            return Reply(request_id, 500, message.encode(), None, message)
+        return Reply(
+            request_id,
+            response.status,
+            b"",
+            response.content_type,
+            response.reason,
+            response.headers,
+            REPLY_IN_FILE,
+        )
     return Reply(
         request_id, response.status, response.body, response.content_type, response.reason, response.headers
     )

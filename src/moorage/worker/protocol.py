@@ -7,15 +7,24 @@ Nothing is pickled: failures cross as data (status, text), never as exception ob
 
 A batch is a run of Invoke frames sent back to back; the first says how many follow
 (`batch_size`), and the worker answers each with its own Reply.
+
+Large bodies (async inference, up to 1 GB) do not cross the socket: an Invoke with `body_file` or
+`reply_file` is framed as its own kind (`INVOKE_FILES`), naming a file in the worker's scratch dir that
+holds the input, and the file the worker writes an answer longer than `reply_over` bytes to (the Reply
+then has the `REPLY_IN_FILE` flag and no body). Plain Invokes keep their frame byte for byte.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+if TYPE_CHECKING:
+    from moorage.streaming.frames import StreamMessage
 
 __all__ = [
     "Invoke",
@@ -34,6 +43,7 @@ __all__ = [
 
 _LENGTH = struct.Struct("!I")
 _INVOKE_HEAD = struct.Struct("!QHB")  # request id, batch size, torch threads (0 = unchanged)
+_REPLY_OVER = struct.Struct("!Q")  # INVOKE_FILES: answers longer than this go to the reply file
 _REPLY_HEAD = struct.Struct("!QHBI")  # request id, status, flags, handler time in µs
 _PING = struct.Struct("!Q")
 _STR_LEN = struct.Struct("!H")
@@ -41,6 +51,8 @@ _NONE: Final = 0xFFFF
 MAX_FRAME: Final = 64 * 1024 * 1024  # far above the 6 MiB payload cap: only a bug gets near it
 
 REPLY_TOO_LARGE: Final = 0x01  # the handler's body exceeded the response cap and was dropped
+REPLY_IN_FILE: Final = 0x02  # the body is in the request's reply_file, not in the frame
+INVOKE_FILES: Final = 7  # the frame kind of an Invoke that names a body file or a reply file
 
 
 class ProtocolError(Exception):
@@ -57,6 +69,12 @@ class Invoke:
     headers: tuple[tuple[str, str], ...] = ()
     batch_size: int = 1  # on the first frame of a batch: how many Invoke frames make the batch
     threads: int = 0  # torch intra-op threads to use for this request; 0 = leave as is
+    body_file: str | None = None  # the input is this file (the worker reads, then removes it); body is b""
+    reply_file: str | None = None  # an answer longer than reply_over goes to this file (no response cap)
+    reply_over: int = 0
+    # Not on the wire: the caller takes a streamed answer (moorage.streaming); the worker handle sends a
+    # StreamOpen frame before this Invoke, and the worker sets it again when it reads that frame.
+    stream: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,10 @@ class Reply:
     @property
     def too_large(self) -> bool:
         return bool(self.flags & REPLY_TOO_LARGE)
+
+    @property
+    def in_file(self) -> bool:
+        return bool(self.flags & REPLY_IN_FILE)
 
 
 @dataclass(frozen=True)
@@ -128,6 +150,15 @@ def _put_headers(out: list[bytes], headers: tuple[tuple[str, str], ...]) -> None
         _put_str(out, value)
 
 
+def _path_field(path: str | None) -> str | None:
+    """A path as a frame string: its bytes, one latin-1 character each, so any path survives."""
+    return None if path is None else os.fsencode(path).decode("latin-1")
+
+
+def _path_of(field: str | None) -> str | None:
+    return None if field is None else os.fsdecode(field.encode("latin-1"))
+
+
 class _Cursor:
     __slots__ = ("data", "pos")
 
@@ -175,6 +206,11 @@ def encode(message: Message) -> list[bytes]:
         _put_str(parts, message.accept)
         _put_headers(parts, message.headers)
         body = message.body
+        if message.body_file is not None or message.reply_file is not None:
+            parts[1] = bytes((INVOKE_FILES,))
+            _put_str(parts, _path_field(message.body_file))
+            _put_str(parts, _path_field(message.reply_file))
+            parts.append(_REPLY_OVER.pack(message.reply_over))
     elif isinstance(message, Reply):
         parts.append(
             _REPLY_HEAD.pack(
@@ -198,7 +234,7 @@ def encode(message: Message) -> list[bytes]:
     return parts
 
 
-def decode(frame: bytes | memoryview) -> Message:
+def decode(frame: bytes | memoryview) -> Message | StreamMessage:
     """Parse one frame's content (without its length prefix)."""
     view = memoryview(frame)
     if not view:
@@ -211,11 +247,34 @@ def decode(frame: bytes | memoryview) -> Message:
             content_type, accept = cursor.string(), cursor.string()
             headers = cursor.headers()
             return Invoke(request_id, cursor.rest(), content_type, accept, headers, batch_size, threads)
+        if kind == INVOKE_FILES:
+            request_id, batch_size, threads = _INVOKE_HEAD.unpack(cursor.take(_INVOKE_HEAD.size))
+            content_type, accept = cursor.string(), cursor.string()
+            headers = cursor.headers()
+            body_file, reply_file = _path_of(cursor.string()), _path_of(cursor.string())
+            (reply_over,) = _REPLY_OVER.unpack(cursor.take(_REPLY_OVER.size))
+            return Invoke(
+                request_id,
+                cursor.rest(),
+                content_type,
+                accept,
+                headers,
+                batch_size,
+                threads,
+                body_file=body_file,
+                reply_file=reply_file,
+                reply_over=reply_over,
+            )
         if kind == Reply.kind:
             request_id, status, flags, model_us = _REPLY_HEAD.unpack(cursor.take(_REPLY_HEAD.size))
             content_type, reason = cursor.string(), cursor.string()
             headers = cursor.headers()
             return Reply(request_id, status, cursor.rest(), content_type, reason, headers, flags, model_us)
+        if kind >= 16:  # a streamed answer's frames (moorage.streaming.frames)
+            from moorage.streaming.frames import STREAM_KINDS, decode_stream
+
+            if kind in STREAM_KINDS:
+                return decode_stream(kind, view[1:])
         if kind == Ping.kind:
             return Ping(_PING.unpack(cursor.take(_PING.size))[0])
         if kind == Pong.kind:

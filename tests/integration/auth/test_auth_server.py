@@ -19,7 +19,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,33 +35,14 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from moorage.settings import MAX_PAYLOAD_BYTES
+from support.hosting import one_variant_config
 from support.servers import REGION, RunningServer, http_get, post, start_server, wait_until_gone
+from support.signed import Key, Secured, create_key
 
 pytestmark = pytest.mark.slow
 
 AWS_CLI = Path(sys.executable).parent / "aws"
 MIB = 1024 * 1024
-Key = tuple[str, str]
-
-
-def create_key(data_dir: Path, *args: str) -> Key:
-    """`moorage credentials create --output json`, parsed as a script parses `aws iam create-access-key`."""
-    result = subprocess.run(
-        [sys.executable, "-m", "moorage", "credentials", "create", "--data-dir", str(data_dir),
-         "--output", "json", *args],
-        capture_output=True, check=True, timeout=60,
-    )  # fmt: skip
-    created = json.loads(result.stdout)["AccessKey"]
-    return created["AccessKeyId"], created["SecretAccessKey"]
-
-
-@dataclass
-class Secured:
-    server: RunningServer
-    admin: Key
-    invoker: Key
-    endpoint: str
-    server_secret: str
 
 
 @pytest.fixture(scope="module")
@@ -181,17 +161,7 @@ def test_a_model_uploaded_to_the_embedded_store_deploys_with_auth_on(
     sm = secured.server.client("sagemaker", credentials=secured.admin)
     name = f"from-s3-{uuid.uuid4().hex[:8]}"
     sm.create_model(ModelName=name, PrimaryContainer={"ModelDataUrl": f"s3://{bucket}/model.tar.gz"})
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": name,
-                "InitialInstanceCount": 1,
-                "InstanceType": "local",
-            }
-        ],
-    )
+    one_variant_config(sm, name, name=name, instance_type="local")
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     sm.get_waiter("endpoint_in_service").wait(
         EndpointName=name, WaiterConfig={"Delay": 0.25, "MaxAttempts": 400}

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from moorage.examples.builders import pack
+from support.hosting import pack_handler
 from support.servers import RunningServer, http_get
 
 ECHO_HANDLER = textwrap.dedent("""
@@ -45,10 +45,7 @@ CAPTURE_FAMILIES = ("sampled", "records", "dropped")
 
 @pytest.fixture(scope="session")
 def echo_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("echo-model")
-    (root / "model" / "code").mkdir(parents=True)
-    (root / "model" / "code" / "inference.py").write_text(ECHO_HANDLER)
-    return pack(root / "model", root / "echo.tar.gz")
+    return pack_handler(tmp_path_factory.mktemp("echo-model"), ECHO_HANDLER, archive="echo.tar.gz")
 
 
 def capture_counts(server: RunningServer, endpoint: str) -> dict[str, int]:

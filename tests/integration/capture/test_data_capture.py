@@ -26,7 +26,7 @@ import pytest
 from support.aws import point_sdk_at
 from support.cli import Cli, isolated_environment
 from support.hosting import FAST, deploy, unique
-from support.servers import REGION, RunningServer, start_server, wait_until_gone
+from support.servers import REGION, RunningServer, server_with_bucket
 
 from .conftest import captured_records, settled_counts
 
@@ -38,13 +38,10 @@ ROLE = "arn:aws:iam::000000000000:role/moorage-tests"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("capture") / "data", env={"MOORAGE_CAPTURE_FLUSH": "0.1"})
-    try:
-        running.client("s3").create_bucket(Bucket=BUCKET)
+    with server_with_bucket(
+        tmp_path_factory.mktemp("capture") / "data", BUCKET, env={"MOORAGE_CAPTURE_FLUSH": "0.1"}
+    ) as running:
         yield running
-    finally:
-        running.stop()
-    assert not wait_until_gone(running.tag), running.log()[-3000:]
 
 
 def deploy_capturing(server: RunningServer, tarball: Path, capture: dict[str, Any]) -> str:

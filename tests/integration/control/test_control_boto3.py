@@ -495,10 +495,12 @@ def test_raw_json_protocol(sm: Harness) -> None:
 def test_members_moorage_does_not_honour_are_refused_by_name(sm: Harness) -> None:
     container = {"Image": "pytorch-inference:2.1", "ModelDataUrl": "s3://bucket/prefix/"}
     code, message = error(
-        sm.client.create_model, ModelName="mme", PrimaryContainer=container | {"Mode": "MultiModel"}
+        sm.client.create_model,
+        ModelName="mme",
+        PrimaryContainer=container | {"InferenceSpecificationName": "spec"},
     )
     assert code == "ValidationException"
-    assert message.startswith("Mode MultiModel (multi-model endpoints) is not supported by moorage")
+    assert message.startswith("InferenceSpecificationName (model packages) is not supported by moorage")
     assert sm.store.get_model("mme") is None
     create_model(sm)
     variant = {"VariantName": "a", "ModelName": "m", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}

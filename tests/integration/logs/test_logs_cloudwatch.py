@@ -26,12 +26,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from moorage.examples.builders import pack
+from support.hosting import FAST, deploy, pack_handler, unique
 from support.servers import REGION, RunningServer, base_environment, start_server, wait_until_gone
 
 pytestmark = pytest.mark.slow
 
-FAST = {"Delay": 0.25, "MaxAttempts": 400}
 AWS_CLI = Path(sys.executable).parent / "aws"
 
 LOGGING_HANDLER = textwrap.dedent("""
@@ -73,34 +72,8 @@ class Deployed:
         return f"/aws/sagemaker/Endpoints/{self.endpoint}"
 
 
-def _unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
 def _deploy(sm: Any, tarball: Path, instances: int) -> str:
-    name, model, config = _unique("logs"), _unique("model"), _unique("config")
-    sm.create_model(
-        ModelName=model,
-        ExecutionRoleArn="arn:aws:iam::000000000000:role/moorage-tests",
-        PrimaryContainer={
-            "ModelDataUrl": f"file://{tarball}",
-            "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"},
-        },
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=config,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": model,
-                "InitialInstanceCount": instances,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=config)
-    sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=FAST)
-    return name
+    return deploy(sm, tarball, name=unique("logs"), instances=instances)
 
 
 def _invoke(server: RunningServer, endpoint: str, marker: str) -> int:
@@ -113,10 +86,7 @@ def _invoke(server: RunningServer, endpoint: str, marker: str) -> int:
 
 @pytest.fixture(scope="module")
 def handler_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("logging-handler")
-    (root / "model" / "code").mkdir(parents=True)
-    (root / "model" / "code" / "inference.py").write_text(LOGGING_HANDLER)
-    return pack(root / "model", root / "model.tar.gz")
+    return pack_handler(tmp_path_factory.mktemp("logging-handler"), LOGGING_HANDLER)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +102,7 @@ def deployed(server: RunningServer, handler_tar: Path) -> Deployed:
     endpoint = _deploy(server.client("sagemaker"), handler_tar, instances=2)
     markers = {}
     for _ in range(8):
-        marker = _unique("m")
+        marker = unique("m")
         markers[marker] = _invoke(server, endpoint, marker)
     return Deployed(server, endpoint, markers)
 
@@ -385,7 +355,7 @@ def test_moorage_logs_follow_picks_up_new_lines(
 
     try:
         wait_for(f"print-marker {first}")
-        fresh = _unique("late")
+        fresh = unique("late")
         pid = _invoke(deployed.server, deployed.endpoint, fresh)
         line = wait_for(f"print-marker {fresh}")
         assert line.rstrip("\n").endswith(f"print-marker {fresh} pid={pid}")
@@ -401,7 +371,7 @@ def test_moorage_logs_follow_picks_up_new_lines(
 def test_logs_outlive_the_endpoint(server: RunningServer, handler_tar: Path, cli_env: dict[str, str]) -> None:
     sm = server.client("sagemaker")
     endpoint = _deploy(sm, handler_tar, instances=1)
-    marker = _unique("gone")
+    marker = unique("gone")
     _invoke(server, endpoint, marker)
     sm.delete_endpoint(EndpointName=endpoint)
     sm.get_waiter("endpoint_deleted").wait(EndpointName=endpoint, WaiterConfig=FAST)

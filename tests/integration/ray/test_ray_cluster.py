@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +19,10 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 
 from support.backends import NO_RAY, RAY_INSTALLED
 from support.hosting import answer, delete, deploy, pack_fault_handler, variant_counts, wait_for_counts
-from support.ray_cluster import RayCluster
-from support.servers import RunningServer, base_environment, start_server, wait_until_gone
+from support.ray_cluster import TWO_NODES, RayCluster, module_fixtures
+from support.servers import RunningServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.skipif(not RAY_INSTALLED, reason=NO_RAY)]
-
-_GIB = 1024**3
-# An ml.c5.large worker asks Ray for 2 CPUs and 4 GiB. The head holds two of them, the side node one:
-# spread, the two instances use both nodes; after the side node is lost, both fit on the head.
-CLUSTER = {
-    "nodes": [
-        {"name": "head", "num_cpus": 4, "memory": 16 * _GIB},
-        {"name": "side", "num_cpus": 2, "memory": 8 * _GIB},
-    ],
-    # The cluster's own failure detection, made quick for a test (docs/ray.md: what these mean).
-    "system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3},
-}
 
 
 @pytest.fixture(scope="module")
@@ -44,31 +30,7 @@ def fault_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return pack_fault_handler(tmp_path_factory.mktemp("ray-artifacts"))
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RayCluster]:
-    tag = uuid.uuid4().hex
-    running = RayCluster.start(CLUSTER, base_environment(tag))
-    yield running
-    running.stop()
-    assert not wait_until_gone(tag, timeout=60), running.log()[-3000:]
-
-
-@pytest.fixture(scope="module")
-def server(cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    env = {
-        **{key: value for key, value in cluster.env.items() if key.startswith("RAY_AUTH")},
-        "MOORAGE_PING_INTERVAL": "0.5",
-        "MOORAGE_RAY_PLACEMENT_TIMEOUT": "60",
-    }
-    running = start_server(
-        tmp_path_factory.mktemp("ray-join") / "data",
-        args=["--backend", "ray", "--ray-address", cluster.address],
-        env=env,
-        timeout=120,
-    )
-    yield running
-    running.stop()
-    assert not wait_until_gone(running.tag, timeout=60), running.log()[-3000:]
+cluster, server = module_fixtures(TWO_NODES, "ray-join")  # the fixtures the tests below take
 
 
 def nodes_serving(runtime: Any, name: str, cluster: RayCluster, requests: int = 12) -> Counter[str | None]:

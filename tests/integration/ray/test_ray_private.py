@@ -16,9 +16,8 @@ from typing import Any
 import psutil
 import pytest
 
-from moorage.examples.builders import pack
 from support.backends import NO_RAY, RAY_INSTALLED, start_backend_server
-from support.hosting import deploy
+from support.hosting import deploy, pack_handler
 from support.servers import RunningServer, tagged_processes, wait_until_gone
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.skipif(not RAY_INSTALLED, reason=NO_RAY)]
@@ -54,10 +53,7 @@ PROBE = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def probe_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ray-probe")
-    (root / "probe" / "code").mkdir(parents=True)
-    (root / "probe" / "code" / "inference.py").write_text(PROBE)
-    return pack(root / "probe", root / "probe.tar.gz")
+    return pack_handler(tmp_path_factory.mktemp("ray-probe"), PROBE, folder="probe", archive="probe.tar.gz")
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 import pytest
 from botocore.exceptions import ClientError
 
-from integration.auth.test_auth_server import Key, create_key
 from support.hosting import deploy
 from support.servers import (
     RunningServer,
@@ -31,6 +30,7 @@ from support.servers import (
     wait_for_url,
     wait_until_gone,
 )
+from support.signed import Key, create_key
 
 pytestmark = pytest.mark.slow
 

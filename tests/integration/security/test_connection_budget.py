@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from integration.auth.test_auth_server import Key, create_key
 from support.servers import RunningServer, start_server, wait_until_gone
+from support.signed import Key, create_key
 from support.sockets import read_until_closed
 
 pytestmark = pytest.mark.slow

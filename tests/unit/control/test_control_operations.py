@@ -184,7 +184,7 @@ def test_endpoint_config_errors(store: Store, ctx: ControlContext) -> None:
     twice = {"EndpointConfigName": "d", "ProductionVariants": [variant, variant]}
     assert fails(create, store, ctx, twice).endswith("repeated: v.")
     serverless = variant | {"ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 1}}
-    assert "ServerlessConfig is not supported" in fails(
+    assert "cannot also have InstanceType, InitialInstanceCount" in fails(
         create, store, ctx, {"EndpointConfigName": "d", "ProductionVariants": [serverless]}
     )
     bare = {"VariantName": "v"}

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from moorage.api.runtime import RuntimeApi
 from moorage.handler.content_types import UTF8_TYPES, accept_entries, input_body, resolve_accept
-from moorage.httpd import Request
+from moorage.httpd import Request, Response
 from moorage.httpd.messages import BodyReader, Headers
 from moorage.runtime.metrics import Metrics
 from moorage.runtime.router import Router
@@ -104,6 +104,7 @@ def test_invoke_endpoint_headers_pass_or_are_a_validation_error(headers: list[tu
     refused = [HEADERS[name] for name, value in joined.items() if not allowed(name, value)]
 
     response = asyncio.run(api.invoke_endpoint(request(headers), "fuzzed"))
+    assert isinstance(response, Response)  # a refusal is whole, never streamed
 
     assert response.status == 400
     assert dict(response.headers)["x-amzn-ErrorType"] == "ValidationError"
