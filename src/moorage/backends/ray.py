@@ -10,7 +10,8 @@ Placement: the instance type's profile becomes the actor's `num_cpus`, `num_gpus
 workers are spread over the nodes (SageMaker spreads instances over availability zones). A request no
 node could ever hold fails at once with a clear reason; one that waits for room fails after
 `MOORAGE_RAY_PLACEMENT_TIMEOUT`. torch runs as many threads as the actor has CPUs (Ray sets
-OMP_NUM_THREADS to the same number).
+OMP_NUM_THREADS to the same number). A multi-model endpoint's model asks for a share of a CPU and no
+memory instead (`cpu_share`; docs/multi-model.md, "On Ray").
 
 Failure: a call on an actor that died (its process was killed, its node was lost) fails with a Ray
 error; the handle turns it into WorkerLost for every request on it and reports itself gone, and the
@@ -247,6 +248,15 @@ class RayWorker:
             else:
                 future.set_result(reply)
 
+    async def private_bytes(self) -> int:
+        """The memory the actor's process holds alone, as the actor measures it on its node (0 when it
+        cannot answer: a lost actor is reported through wait_gone)."""
+        try:
+            size = await self._call("private_bytes")
+        except WorkerLost:
+            return 0
+        return int(size)
+
     async def ping(self, timeout: float) -> None:
         self._ping_token += 1
         token = self._ping_token
@@ -422,7 +432,12 @@ class RayBackend:
             gpus=int(max(node.gpus for node in self._nodes)),
         )
 
-    async def spawn_worker(self, spec: WorkerSpec, profile: PlacementProfile, log_path: Path) -> RayWorker:
+    async def spawn_worker(
+        self, spec: WorkerSpec, profile: PlacementProfile, log_path: Path, *, cpu_share: float | None = None
+    ) -> RayWorker:
+        """An actor for `spec`. `cpu_share` (a multi-model endpoint's model) asks Ray for that fraction
+        of a CPU and no memory instead of the whole profile: the models of one instance share its CPUs,
+        and their memory is counted against its budget by the multi-model host."""
         await self.start()
         self._nodes = await self._blocking(_alive_nodes)
         if not any(node.holds(profile) for node in self._nodes):
@@ -444,13 +459,13 @@ class RayBackend:
         )
         log_path.parent.mkdir(parents=True, exist_ok=True)
         options: dict[str, Any] = {
-            "num_cpus": profile.cpus,
+            "num_cpus": profile.cpus if cpu_share is None else cpu_share,
             "num_gpus": profile.gpus,
             "scheduling_strategy": "SPREAD",
             "max_restarts": 0,  # a replacement is the supervisor's decision, made like for local workers
             "max_task_retries": 0,
         }
-        if profile.memory_bytes:
+        if profile.memory_bytes and cpu_share is None:
             options["memory"] = profile.memory_bytes
         actor = await self._blocking(
             lambda: self._actor_class.options(**options).remote(spec.to_json(), str(log_path))

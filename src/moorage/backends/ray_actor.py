@@ -13,6 +13,7 @@ import os
 import threading
 from typing import Any
 
+from moorage.multimodel.memory import private_bytes
 from moorage.streaming.producer import ActorStreams
 from moorage.worker.protocol import (
     Invoke,
@@ -55,6 +56,11 @@ class MoorageWorker:
         return json.dumps(
             {"pid": os.getpid(), "node": node, "node_id": ray.get_runtime_context().get_node_id()}
         )
+
+    def private_bytes(self) -> int:
+        """The memory only this actor's process holds, read here on its own node (a multi-model host
+        counts it against the instance's budget; the server cannot read another machine's /proc)."""
+        return private_bytes(os.getpid())
 
     def start(self) -> bytes:
         """Load the model exactly as a local worker does; returns a Ready or LoadFailed frame."""

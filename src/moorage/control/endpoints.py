@@ -317,7 +317,7 @@ def _freeze(store: Store, ctx: ControlContext, config: EndpointConfigRecord, now
         async_config=config.request.get("AsyncInferenceConfig"),
         capture_config=config.request.get("DataCaptureConfig"),
     )
-    refuse_combinations(deployment, ctx.backend)  # what a multi-model variant cannot do (moorage.multimodel)
+    refuse_combinations(deployment)  # what a multi-model variant cannot do (moorage.multimodel)
     return deployment
 
 

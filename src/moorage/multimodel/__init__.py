@@ -9,5 +9,6 @@ cache's budget (`artifacts/trees.py`), and `ModelCacheSetting: Disabled` unloads
 
 Modules: `config` (the control plane's checks), `targets` (TargetModel → one archive's URL),
 `host` (one instance's loaded models and budgets), `variant` (a production variant of such models),
-`metrics` (SageMaker's MME metric names in /metrics).
+`metrics` (SageMaker's MME metric names in /metrics), `memory` (what one model's worker holds, read
+where it runs: by the server locally, by the Ray actor itself on its node).
 """

@@ -56,18 +56,13 @@ def check_container(container: Mapping[str, object]) -> tuple[str, str]:
     return mode, setting
 
 
-def refuse_combinations(deployment: Deployment, backend: str) -> None:
+def refuse_combinations(deployment: Deployment) -> None:
     """ValidationException at CreateEndpoint/UpdateEndpoint for what a multi-model variant cannot do here,
     rather than an endpoint that accepts it and ignores it."""
     multi = [spec for spec in deployment.variants if is_multi_model(spec.container)]
     if not multi:
         return
     names = ", ".join(spec.variant_name for spec in multi)
-    if backend != "local":
-        raise ValidationException(
-            f"Multi-model endpoints (Mode MultiModel, production variant {names}) are served by moorage's "
-            f"local backend only, not by {backend}; run moorage serve with --backend local for this endpoint."
-        )
     if deployment.async_config:
         raise ValidationException(
             "AsyncInferenceConfig cannot be used with a multi-model model: InvokeEndpointAsync has no "

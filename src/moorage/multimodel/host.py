@@ -8,6 +8,8 @@ a fresh fork when none is ready) and waits for model_fn; calls that arrive meanw
 load. Before a load, the least recently used models with no request in flight are
 unloaded until the new one fits the budget (and the optional model cap); a model that alone is larger
 than the budget is refused. A worker that dies takes its model with it: the next call loads it again.
+On Ray each loaded model is an actor of its own (a share of a CPU; no spares), which measures its own
+memory on its node (docs/multi-model.md, "On Ray").
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from moorage.artifacts import ModelSource, PreparedModel, prepare_model
 from moorage.artifacts.sources import format_bytes
 from moorage.backends.base import Backend, WorkerHandle
 from moorage.backends.local import LocalBackend
+from moorage.backends.ray import RayBackend, RayWorker
 from moorage.errors import (
     ArtifactSourceError,
     InstanceStartError,
@@ -35,6 +38,7 @@ from moorage.errors import (
     ServiceUnavailable,
     ValidationError,
 )
+from moorage.multimodel.memory import private_bytes
 from moorage.multimodel.metrics import MultiModelMetrics
 from moorage.runtime.instance_types import InstancePlan
 from moorage.runtime.pool import WorkerPool
@@ -75,6 +79,12 @@ class HostContext:
     auto_evict: bool = True
     # Workers forked ahead of the next loads (MOORAGE_MME_SPARE_WORKERS; local backend with a fork server).
     spare_workers: int = 0
+
+
+# What one model's Ray actor asks Ray for: a tenth of a CPU and no memory. Its instance's models share
+# the instance type's threads (torch runs the profile's count); what limits how many are loaded is the
+# memory budget, as on the local backend, not Ray's CPU count.
+RAY_CPU_SHARE = 0.1
 
 
 class InsufficientMemory(MoorageError):
@@ -246,7 +256,7 @@ class ModelHost:
         after the fact, as a load does before (never unloading it). A model loaded and never called is
         measured by the next load's _remeasure."""
         model.measured_at_call = model.calls
-        size = await asyncio.to_thread(_private_bytes, model.handle.pid)
+        size = await _worker_bytes(model.handle)
         if self.models.get(model.target) is not model:
             return
         model.size_bytes = max(model.files_bytes, size)
@@ -332,6 +342,10 @@ class ModelHost:
                 return await backend.spawn_worker(spec, profile, self.log_path, spare=spare)
             except OSError as exc:  # it died while waiting (its socket is closed): fork one now
                 log.warning("%s/%s: a spare worker was gone (%s)", spec.endpoint, spec.variant, exc)
+        if isinstance(backend, RayBackend):
+            # One actor per model, anywhere in the cluster: a share of a CPU, no Ray memory (the budget
+            # above counts what each actor reports it holds).
+            return await backend.spawn_worker(spec, profile, self.log_path, cpu_share=RAY_CPU_SHARE)
         return await backend.spawn_worker(spec, profile, self.log_path)
 
     def _prefork(self) -> None:
@@ -372,7 +386,7 @@ class ModelHost:
         models = [m for m in self.models.values() if not m.unloading and m.calls != m.measured_at_call]
         for model in models:
             model.measured_at_call = model.calls
-        sizes = await asyncio.to_thread(lambda: [_private_bytes(m.handle.pid) for m in models])
+        sizes = await asyncio.gather(*(_worker_bytes(m.handle) for m in models))
         for model, size in zip(models, sizes, strict=True):
             model.size_bytes = max(model.files_bytes, size)
 
@@ -483,27 +497,20 @@ def _missing(url: str) -> str:
     )
 
 
+async def _worker_bytes(handle: WorkerHandle) -> int:
+    """What a model's worker holds alone: a Ray actor measures itself on its node; a local worker is read
+    by pid from this machine's /proc."""
+    if isinstance(handle, RayWorker):
+        return await handle.private_bytes()
+    return await asyncio.to_thread(private_bytes, handle.pid)
+
+
 def _tree_bytes(root: Path) -> int:
     total = 0
     for directory, _dirs, files in os.walk(root):
         for name in files:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(directory, name)).st_size
-    return total
-
-
-def _private_bytes(pid: int | None) -> int:
-    """The memory only this worker holds (its pages not shared with the fork server); 0 when unknown."""
-    if pid is None:
-        return 0
-    total = 0
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as rollup:
-            for line in rollup:
-                if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                    total += int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return 0
     return total
 
 

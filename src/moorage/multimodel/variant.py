@@ -235,11 +235,6 @@ async def start_multi_model(
     on_change: Callable[[], None],
 ) -> MultiModelVariant:
     """The reconciler's start of a variant whose model has Mode MultiModel: instances with nothing loaded."""
-    if backend.name != "local":
-        raise DeploymentError(
-            f"Production variant {spec.variant_name}: multi-model endpoints (Mode MultiModel) are served by "
-            f"the local backend only, not by {backend.name}; run moorage serve with --backend local."
-        )
     if getattr(spec, "serverless", None):
         raise DeploymentError(
             f"Production variant {spec.variant_name}: a serverless variant cannot serve a multi-model "
