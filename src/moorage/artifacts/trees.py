@@ -33,7 +33,7 @@ from moorage.artifacts.manifest import Manifest, verify
 from moorage.artifacts.sources import format_bytes
 from moorage.settings import ArtifactPolicy
 
-__all__ = ["TreeLease", "Trees", "release_holder"]
+__all__ = ["TreeLease", "Trees", "release_holder", "tree_bytes"]
 
 _logger = logging.getLogger("moorage.artifacts")
 
@@ -217,7 +217,7 @@ class Trees:
             try:
                 size = int((record / "bytes").read_text(encoding="utf-8"))
             except (OSError, ValueError):
-                size = _du(tree)  # a tree from before manifests: counted by walking it
+                size = tree_bytes(tree)  # a tree from before manifests: counted by walking it
             try:
                 last_used = (record / "use").stat().st_mtime_ns
             except OSError:
@@ -259,7 +259,8 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def _du(tree: Path) -> int:
+def tree_bytes(tree: Path) -> int:
+    """The bytes of the files under `tree` (links not followed); files that vanish meanwhile count 0."""
     total = 0
     for directory, _dirs, files in os.walk(tree):
         for name in files:

@@ -9,14 +9,13 @@ SageMaker shows only LoadedModelCount in CloudWatch; moorage publishes one gauge
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from typing import Any
 
 from moorage.artifacts.sources import format_bytes
-from moorage.commands._output import HelpFormatter, add_output_option, print_json, without_metadata
+from moorage.commands._metrics import read_metrics, samples
+from moorage.commands._output import HelpFormatter, add_output_option, print_json, table, without_metadata
 from moorage.commands._session import add_server_option, connect, user_errors
-from moorage.commands.queue import _metrics as read_metrics  # GET /metrics, signed
 
 __all__ = ["loaded_models", "register"]
 
@@ -28,8 +27,6 @@ GAUGES = {
     "moorage_mme_model_download_seconds": "DownloadSeconds",
     "moorage_mme_model_loaded_at_seconds": "LoadedAt",
 }
-_LINE = re.compile(r"^(?P<name>\w+)\{(?P<labels>.*)\} (?P<value>\S+)$")
-_LABEL = re.compile(r'(?P<key>\w+)="(?P<value>(?:[^"\\]|\\.)*)"')
 
 EPILOG = """\
 examples:
@@ -59,17 +56,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def loaded_models(text: str, endpoint: str) -> list[dict[str, Any]]:
     """The loaded models of `endpoint` in Prometheus text: one dict per model and instance."""
     found: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for line in text.splitlines():
-        match = _LINE.match(line)
-        if match is None or match["name"] not in GAUGES:
-            continue
-        labels = {m["key"]: _unescape(m["value"]) for m in _LABEL.finditer(match["labels"])}
+    for name, labels, value in samples(text, GAUGES):
         if labels.get("EndpointName") != endpoint:
             continue
         key = (labels.get("VariantName", ""), labels.get("InstanceId", ""), labels.get("TargetModel", ""))
         entry = found.setdefault(key, {"VariantName": key[0], "InstanceId": key[1], "TargetModel": key[2]})
-        value = float(match["value"])
-        entry[GAUGES[match["name"]]] = int(value) if match["name"] == "moorage_mme_model_bytes" else value
+        entry[GAUGES[name]] = int(value) if name == "moorage_mme_model_bytes" else value
     return [found[key] for key in sorted(found)]
 
 
@@ -91,8 +83,7 @@ def _models(args: argparse.Namespace) -> int:
         print(f"{args.endpoint} ({described['EndpointStatus']}) has no model loaded now.")
         return EXIT_OK
     now = time.time()
-    rows = [("INSTANCE", "TARGET MODEL", "MEMORY", "LOAD", "DOWNLOAD", "LOADED")]
-    rows += [
+    rows = [
         (
             model["InstanceId"],
             model["TargetModel"],
@@ -103,11 +94,5 @@ def _models(args: argparse.Namespace) -> int:
         )
         for model in models
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    print(table(("INSTANCE", "TARGET MODEL", "MEMORY", "LOAD", "DOWNLOAD", "LOADED"), rows))
     return EXIT_OK
-
-
-def _unescape(value: str) -> str:
-    return value.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")

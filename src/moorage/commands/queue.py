@@ -9,22 +9,15 @@ asynchronous. `--output json` prints the figures under their metric names.
 from __future__ import annotations
 
 import argparse
-import re
-import urllib.error
-import urllib.request
-from typing import TYPE_CHECKING, Any
 
+from moorage.commands._metrics import read_metrics, samples
 from moorage.commands._output import HelpFormatter, add_output_option, print_json, without_metadata
 from moorage.commands._session import add_server_option, connect, user_errors
-from moorage.errors import ConfigError, MoorageError
-
-if TYPE_CHECKING:
-    from moorage.sdk import Connection
+from moorage.errors import ConfigError
 
 __all__ = ["parse_gauges", "register"]
 
 EXIT_OK = 0
-_TIMEOUT_S = 10.0
 # The gauges shown, by their /metrics name, with the JSON key each is printed under.
 GAUGES = {
     "sagemaker_ApproximateBacklogSize": "ApproximateBacklogSize",
@@ -33,7 +26,6 @@ GAUGES = {
     "sagemaker_HasBacklogWithoutCapacity": "HasBacklogWithoutCapacity",
     "moorage_async_requests_in_flight": "InFlight",
 }
-_LINE = re.compile(r'^(?P<name>\w+)\{EndpointName="(?P<endpoint>(?:[^"\\]|\\.)*)"\} (?P<value>\S+)$')
 
 EPILOG = """\
 examples:
@@ -63,13 +55,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def parse_gauges(text: str, endpoint: str) -> dict[str, float]:
     """The GAUGES of `endpoint` in Prometheus text, under their JSON keys; absent ones are 0."""
     found = dict.fromkeys(GAUGES.values(), 0.0)
-    for line in text.splitlines():
-        match = _LINE.match(line)
-        if match is None or match["name"] not in GAUGES:
-            continue
-        name = match["endpoint"].replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
-        if name == endpoint:
-            found[GAUGES[match["name"]]] = float(match["value"])
+    for name, labels, value in samples(text, GAUGES):
+        if labels == {"EndpointName": endpoint}:
+            found[GAUGES[name]] = value
     return found
 
 
@@ -82,7 +70,7 @@ def _queue(args: argparse.Namespace) -> int:
             f"{args.endpoint} is a real-time endpoint: it has no queue. Only endpoints whose config has "
             "AsyncInferenceConfig queue requests (docs/async.md)."
         )
-    gauges = parse_gauges(_metrics(connection), args.endpoint)
+    gauges = parse_gauges(read_metrics(connection), args.endpoint)
     if args.output == "json":
         print_json({"EndpointName": args.endpoint, "EndpointStatus": described["EndpointStatus"], **gauges})
         return EXIT_OK
@@ -97,26 +85,3 @@ def _queue(args: argparse.Namespace) -> int:
         lines.append("Waiting      requests are queued and no instance can take them")
     print("\n".join(lines))
     return EXIT_OK
-
-
-def _metrics(connection: Connection) -> str:
-    """GET /metrics, signed with the connection's credentials (SigV4, as the SDK signs its calls)."""
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-
-    url = f"{connection.url}/metrics"
-    request = AWSRequest(method="GET", url=url)
-    credentials: Any = connection.session.get_credentials()
-    if credentials is not None:
-        SigV4Auth(credentials.get_frozen_credentials(), "sagemaker", connection.region).add_auth(request)
-    headers = {key: str(value) for key, value in request.headers.items()}
-    try:
-        with urllib.request.urlopen(
-            urllib.request.Request(url, headers=headers), timeout=_TIMEOUT_S
-        ) as answer:
-            return str(answer.read().decode("utf-8", "replace"))
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace")[:300]
-        raise MoorageError(f"the server refused to show its metrics ({exc.code}): {detail}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise MoorageError(f"cannot read {url}: {exc}") from None

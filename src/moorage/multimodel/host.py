@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 
 from moorage.artifacts import ModelSource, PreparedModel, prepare_model
 from moorage.artifacts.sources import format_bytes
+from moorage.artifacts.trees import tree_bytes
 from moorage.backends.base import Backend, WorkerHandle
 from moorage.backends.local import LocalBackend
 from moorage.backends.ray import RayBackend, RayWorker
@@ -198,7 +198,7 @@ class ModelHost:
         (prepared, downloaded), _ = await asyncio.gather(self._prepare(target, url), self._remeasure())
         ctx.metrics.observe(ctx.endpoint, ctx.variant, "ModelDownloadingTime", downloaded - started)
         try:
-            estimate = await asyncio.to_thread(_tree_bytes, prepared.model_dir)
+            estimate = await asyncio.to_thread(tree_bytes, prepared.model_dir)
             if estimate > ctx.budget_bytes:
                 refusal = ValidationError if ctx.auto_evict else InsufficientMemory
                 raise refusal(
@@ -503,15 +503,6 @@ async def _worker_bytes(handle: WorkerHandle) -> int:
     if isinstance(handle, RayWorker):
         return await handle.private_bytes()
     return await asyncio.to_thread(private_bytes, handle.pid)
-
-
-def _tree_bytes(root: Path) -> int:
-    total = 0
-    for directory, _dirs, files in os.walk(root):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(directory, name)).st_size
-    return total
 
 
 @contextlib.contextmanager
